@@ -1,0 +1,119 @@
+"""Profiles, devices, paths and seeding helpers.
+
+Chapter: "Setup" (``book/setup.md``).
+
+Two profiles share one code path:
+
+=========  ================================================================
+``tiny``   default; offline, CPU, models trained by this project on Garments
+``full``   real pretrained checkpoints from the hub (Colab / any CUDA GPU)
+=========  ================================================================
+
+The profile comes from the ``FASHIONLAB_PROFILE`` environment variable, unless a
+notebook overrides it with :func:`use_profile`. The override is kept in the
+environment variable itself, so there is no hidden module state: a child
+process (a DataLoader worker, a test subprocess) sees the same profile.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+PROFILES = ("tiny", "full")
+PROFILE_ENV = "FASHIONLAB_PROFILE"
+DEVICE_ENV = "FASHIONLAB_DEVICE"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+WEIGHTS_DIR = PACKAGE_DIR / "zoo" / "weights"
+HUB_HOST = "huggingface.co"
+
+
+def _check_profile(name: str) -> str:
+    if name not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {name!r}")
+    return name
+
+
+def get_profile() -> str:
+    """The active profile: ``FASHIONLAB_PROFILE`` or ``"tiny"``."""
+    return _check_profile(os.environ.get(PROFILE_ENV, "tiny").strip().lower())
+
+
+def use_profile(name: str) -> str:
+    """Switch profile for this process (and its children); returns the name.
+
+    Call it in a notebook's first cell: ``fashionlab.config.use_profile("full")``.
+    """
+    os.environ[PROFILE_ENV] = _check_profile(name)
+    return name
+
+
+def get_device(override: str | torch.device | None = None) -> torch.device:
+    """Pick a device: ``override``, else ``FASHIONLAB_DEVICE``, else cuda, mps, cpu."""
+    requested = override if override is not None else os.environ.get(DEVICE_ENV)
+    if requested is not None:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {requested!r} requested but CUDA is not available")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {requested!r} requested but MPS is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A fresh ``torch.Generator`` seeded with ``seed``.
+
+    Library code never seeds globally; every sampling function takes one of these.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+def spawn_generators(seed: int, n: int, device: str | torch.device = "cpu") -> list[torch.Generator]:
+    """``n`` independent generators derived from one seed (seed, seed+1, ...) mixed by a hash.
+
+    Useful when several loops must not share a random stream.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    base = torch.Generator().manual_seed(seed)
+    seeds = torch.randint(0, 2**62, (n,), generator=base).tolist()
+    return [make_generator(int(s), device) for s in seeds]
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True if a TCP connection to the model hub opens within ``timeout`` seconds.
+
+    ``full``-profile loaders call this first so that, offline, they fail at once
+    with an actionable message instead of hanging on retries.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_hub(what: str) -> None:
+    """Raise a clear ``RuntimeError`` if the hub cannot be reached for ``what``."""
+    if not hub_reachable():
+        raise RuntimeError(
+            f"{what} needs the Hugging Face hub ({HUB_HOST}), which cannot be reached from this "
+            f"machine. Use the offline 'tiny' profile (FASHIONLAB_PROFILE=tiny or "
+            f"fashionlab.config.use_profile('tiny')), or run on a machine with internet access "
+            f"such as Colab."
+        )

@@ -1,0 +1,222 @@
+"""A product-catalog view of Garments, in the format of Kaggle's "Fashion Product Images (small)".
+
+Chapter: "Garments" (``notebooks/01_garments.py``); used by the Stable Diffusion + LoRA chapter
+(paper 002), whose captions come from these catalog columns.
+
+Columns (as in the Kaggle ``styles.csv``)::
+
+    id, gender, masterCategory, subCategory, articleType, baseColour, season, year, usage,
+    productDisplayName
+
+The metadata is drawn from each garment's spec with plausible correlations (season <-> sleeve,
+fabric and colour; usage <-> category; year <-> pattern trends) and about 3 % missing values,
+as in the real file. :func:`write_kaggle_folder` writes ``styles.csv`` + ``images/{id}.jpg``;
+:func:`read_kaggle_folder` reads that layout back (real or ours), and :func:`load_hub_catalog`
+reads the hub copy under the ``full`` profile.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from .. import config
+from .garments import GarmentSpec, render, spec_for, to_tensor
+
+COLUMNS: tuple[str, ...] = ("id", "gender", "masterCategory", "subCategory", "articleType", "baseColour",
+                            "season", "year", "usage", "productDisplayName")
+NULLABLE: tuple[str, ...] = ("baseColour", "season", "year", "usage")  # where the real file has gaps
+MISSING_RATE = 0.03
+HUB_DATASET = "ashraq/fashion-product-images-small"
+
+ARTICLE_TYPE = {"t-shirt": "Tshirts", "shirt": "Shirts", "sweater": "Sweaters", "jacket": "Jackets",
+                "dress": "Dresses", "skirt": "Skirts", "trousers": "Trousers", "shorts": "Shorts"}
+SUB_CATEGORY = {"t-shirt": "Topwear", "shirt": "Topwear", "sweater": "Topwear", "jacket": "Topwear",
+                "dress": "Dress", "skirt": "Bottomwear", "trousers": "Bottomwear", "shorts": "Bottomwear"}
+SEASONS = ("Summer", "Spring", "Fall", "Winter")
+USAGES = ("Casual", "Formal", "Sports", "Party")
+YEARS = tuple(range(2010, 2019))
+BRANDS = ("Loomwise", "Northstitch", "Velvet Row", "Basics & Co", "Kite", "Urban Thread")
+
+# P(usage | category), rows in USAGES order.
+_USAGE_PRIOR = {
+    "t-shirt": (0.6, 0.02, 0.35, 0.03), "shirt": (0.4, 0.55, 0.0, 0.05), "sweater": (0.75, 0.15, 0.05, 0.05),
+    "jacket": (0.55, 0.35, 0.1, 0.0), "dress": (0.45, 0.1, 0.0, 0.45), "skirt": (0.6, 0.2, 0.05, 0.15),
+    "trousers": (0.5, 0.4, 0.1, 0.0), "shorts": (0.6, 0.0, 0.4, 0.0),
+}
+# Season log-odds contributions, columns in SEASONS order.
+_SEASON_SLEEVE = {"sleeveless": (1.2, 0.4, -0.6, -1.5), "short": (0.9, 0.3, -0.3, -1.0),
+                  "elbow": (0.0, 0.4, 0.4, -0.3), "long": (-1.0, 0.0, 0.6, 1.0)}
+_SEASON_FABRIC = {"cotton": (0.5, 0.3, 0.0, -0.5), "denim": (0.0, 0.2, 0.4, 0.0),
+                  "knit": (-1.2, -0.2, 0.6, 1.4), "leather": (-1.0, 0.0, 0.8, 0.9)}
+_SEASON_COLOUR = {"yellow": (0.6, 0.3, -0.3, -0.5), "orange": (0.2, -0.2, 0.8, -0.2), "pink": (0.3, 0.6, -0.3, -0.3),
+                  "purple": (-0.2, 0.0, 0.3, 0.4), "blue": (0.0, 0.0, 0.0, 0.3), "red": (-0.2, 0.0, 0.2, 0.5)}
+# Year trends: pattern popularity rises (+) or falls (-) over the years.
+_PATTERN_TREND = {"plain": 0.0, "striped": -0.15, "checked": 0.0, "polka-dot": -0.25, "gradient": 0.35}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+def catalog_row(spec: GarmentSpec, item_id: int, rng: np.random.Generator) -> dict:
+    """One ``styles.csv`` row for ``spec`` (``rng`` drives the metadata draws)."""
+    cat = spec.category
+    if cat in ("dress", "skirt"):
+        gender = ("Women", "Girls")[int(rng.random() < 0.12)]
+    else:
+        gender = ("Men", "Women", "Unisex", "Boys", "Girls")[int(rng.choice(5, p=[0.45, 0.35, 0.08, 0.06, 0.06]))]
+    logits = np.zeros(4)
+    if spec.sleeve is not None:
+        logits += _SEASON_SLEEVE[spec.sleeve]
+    if cat == "shorts":
+        logits += (1.2, 0.3, -0.6, -1.5)
+    logits += _SEASON_FABRIC[spec.fabric]
+    logits += _SEASON_COLOUR.get(spec.colour, (0.0, 0.0, 0.0, 0.0))
+    season = SEASONS[int(rng.choice(4, p=_softmax(logits)))]
+    usage = USAGES[int(rng.choice(4, p=np.asarray(_USAGE_PRIOR[cat]) / sum(_USAGE_PRIOR[cat])))]
+    trend = _PATTERN_TREND[spec.pattern] * (np.arange(len(YEARS)) - len(YEARS) / 2)
+    year = YEARS[int(rng.choice(len(YEARS), p=_softmax(trend)))]
+    brand = BRANDS[int(rng.integers(len(BRANDS)))]
+    words = [brand, gender, spec.colour.capitalize()]
+    if spec.pattern != "plain":
+        words.append(spec.pattern.capitalize())
+    if spec.sleeve is not None and spec.sleeve != "long":
+        words.append({"sleeveless": "Sleeveless", "short": "Short-Sleeve", "elbow": "Elbow-Sleeve"}[spec.sleeve])
+    if spec.fabric != "cotton":
+        words.append(spec.fabric.capitalize())
+    words.append(ARTICLE_TYPE[cat].rstrip("s") if cat not in ("trousers", "shorts") else ARTICLE_TYPE[cat])
+    row = {
+        "id": item_id, "gender": gender, "masterCategory": "Apparel", "subCategory": SUB_CATEGORY[cat],
+        "articleType": ARTICLE_TYPE[cat], "baseColour": spec.colour.capitalize(), "season": season,
+        "year": year, "usage": usage, "productDisplayName": " ".join(words),
+    }
+    if rng.random() < MISSING_RATE * len(COLUMNS) / len(NULLABLE):  # about 3 % of all cells in NULLABLE
+        row[NULLABLE[int(rng.integers(len(NULLABLE)))]] = None
+    return row
+
+
+def make_catalog(n: int, seed: int = 0, domain: str = "in", first_id: int = 10000) -> pd.DataFrame:
+    """A catalog DataFrame of ``n`` Garments items; item ``i`` has spec ``spec_for(seed, i, domain)``.
+
+    Its ``id`` column starts at ``first_id``; ``year`` is a nullable integer column.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    rows = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i, 7])  # metadata stream, independent of the spec stream
+        rows.append(catalog_row(spec_for(seed, i, domain), first_id + i, rng))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["year"] = frame["year"].astype("Int64")
+    return frame
+
+
+def write_kaggle_folder(folder: str | Path, n: int, seed: int = 0, domain: str = "in", size: int = 64,
+                        first_id: int = 10000) -> pd.DataFrame:
+    """Write ``folder/styles.csv`` and ``folder/images/{id}.jpg`` in the Kaggle layout; return the table."""
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    frame = make_catalog(n, seed, domain, first_id)
+    for i, item_id in enumerate(frame["id"]):
+        image = render(spec_for(seed, i, domain), size).image
+        Image.fromarray(image).save(folder / "images" / f"{item_id}.jpg", quality=95)
+    frame.to_csv(folder / "styles.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+    return frame
+
+
+def read_styles(path: str | Path) -> pd.DataFrame:
+    """Read a Kaggle ``styles.csv``. The real file has a few malformed lines (unquoted commas in
+    ``productDisplayName``); like the usual loaders we skip them."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"styles.csv not found at {path}")
+    frame = pd.read_csv(path, on_bad_lines="skip")
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the Kaggle columns {missing}; got {list(frame.columns)}")
+    frame["year"] = frame["year"].astype("Int64")
+    return frame
+
+
+def caption_from_row(row: dict | pd.Series) -> str:
+    """A text prompt from catalog columns, as paper 002 builds them (missing fields are skipped)."""
+    parts = []
+    for column in ("gender", "baseColour", "articleType", "season", "usage"):
+        value = row[column]
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            continue
+        parts.append(str(value))
+    text = " ".join(parts)
+    name = row["productDisplayName"]
+    if isinstance(name, str) and name:
+        text = f"{name}, {text}" if text else name
+    return text
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    image: torch.Tensor  # (3, size, size) in [-1, 1]
+    row: dict
+    caption: str
+
+
+class KaggleFolderDataset(torch.utils.data.Dataset):
+    """Images and rows of a Kaggle-layout folder; images are padded to square and resized to ``size``.
+
+    Rows whose image file is missing are dropped (the real download lacks a few).
+    """
+
+    def __init__(self, folder: str | Path, size: int = 64) -> None:
+        self.folder = Path(folder)
+        self.size = size
+        frame = read_styles(self.folder / "styles.csv")
+        exists = [(self.folder / "images" / f"{int(i)}.jpg").is_file() for i in frame["id"]]
+        self.frame = frame[np.asarray(exists, bool)].reset_index(drop=True)
+        if len(self.frame) == 0:
+            raise ValueError(f"no images found under {self.folder / 'images'} for the ids in styles.csv")
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, index: int) -> CatalogItem:
+        row = self.frame.iloc[index].to_dict()
+        image = Image.open(self.folder / "images" / f"{int(row['id'])}.jpg").convert("RGB")
+        return CatalogItem(to_tensor(np.asarray(square(image, self.size))), row, caption_from_row(row))
+
+
+def square(image: Image.Image, size: int) -> Image.Image:
+    """Pad ``image`` to a square with its corner colour, then resize to ``size``."""
+    w, h = image.size
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), image.getpixel((0, 0)))
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def load_hub_catalog(split: str = "train") -> pd.DataFrame:
+    """The hub copy (:data:`HUB_DATASET`, parquet) as a DataFrame with an ``image`` column of PIL images.
+
+    ``full`` profile only; offline it fails at once with an actionable message.
+    """
+    if config.get_profile() != "full":
+        raise RuntimeError("load_hub_catalog is for the 'full' profile; under 'tiny' use make_catalog() "
+                           "or write_kaggle_folder() / KaggleFolderDataset")
+    config.require_hub(f"The dataset {HUB_DATASET}")
+    from huggingface_hub import snapshot_download  # only reached online
+    import io
+
+    local = Path(snapshot_download(HUB_DATASET, repo_type="dataset", allow_patterns=[f"data/{split}-*.parquet"]))
+    files = sorted(local.glob(f"data/{split}-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no parquet files for split {split!r} in {HUB_DATASET}")
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame["image"] = [Image.open(io.BytesIO(cell["bytes"])).convert("RGB") for cell in frame["image"]]
+    return frame
