@@ -9,7 +9,6 @@ NOTEBOOKS := $(sorted $(wildcard notebooks/[0-9]*.py))
 export FASHIONLAB_PROFILE ?= tiny
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 .PHONY: install test unit nbval sync-check book nb notebooks clean
@@ -18,6 +17,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (fashionlab)"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -44,7 +44,9 @@ test: $(STAMP)
 nb: $(STAMP)
 	@test -n "$(NB)" || (echo "usage: make nb NB=notebooks/NN_name.py" && exit 2)
 	$(VENV)/bin/jupytext --set-formats ipynb,py:percent $(NB)
-	$(VENV)/bin/jupytext --sync --execute $(NB)
+	$(VENV)/bin/jupytext --sync $(NB)
+	$(VENV)/bin/jupyter execute --inplace --timeout=600 $(basename $(NB)).ipynb
+	$(VENV)/bin/jupytext --sync $(NB)
 
 notebooks: $(STAMP)
 	for nb in $(NOTEBOOKS); do $(MAKE) nb NB=$$nb || exit 1; done

@@ -9,8 +9,8 @@ Columns (as in the Kaggle ``styles.csv``)::
     productDisplayName
 
 The metadata is drawn from each garment's spec with plausible correlations (season <-> sleeve,
-fabric and colour; usage <-> category; year <-> pattern trends) and about 3 % missing values,
-as in the real file. :func:`write_kaggle_folder` writes ``styles.csv`` + ``images/{id}.jpg``;
+fabric and colour; usage <-> category; year <-> pattern trends), and about 3 % of rows miss a
+value (baseColour, season, year or usage), as rows of the real file do. :func:`write_kaggle_folder` writes ``styles.csv`` + ``images/{id}.jpg``;
 :func:`read_kaggle_folder` reads that layout back (real or ours), and :func:`load_hub_catalog`
 reads the hub copy under the ``full`` profile.
 """
@@ -32,7 +32,7 @@ from .garments import GarmentSpec, render, spec_for, to_tensor
 COLUMNS: tuple[str, ...] = ("id", "gender", "masterCategory", "subCategory", "articleType", "baseColour",
                             "season", "year", "usage", "productDisplayName")
 NULLABLE: tuple[str, ...] = ("baseColour", "season", "year", "usage")  # where the real file has gaps
-MISSING_RATE = 0.03
+MISSING_RATE = 0.03  # share of rows with one missing value
 HUB_DATASET = "ashraq/fashion-product-images-small"
 
 ARTICLE_TYPE = {"t-shirt": "Tshirts", "shirt": "Shirts", "sweater": "Sweaters", "jacket": "Jackets",
@@ -98,7 +98,7 @@ def catalog_row(spec: GarmentSpec, item_id: int, rng: np.random.Generator) -> di
         "articleType": ARTICLE_TYPE[cat], "baseColour": spec.colour.capitalize(), "season": season,
         "year": year, "usage": usage, "productDisplayName": " ".join(words),
     }
-    if rng.random() < MISSING_RATE * len(COLUMNS) / len(NULLABLE):  # about 3 % of all cells in NULLABLE
+    if rng.random() < MISSING_RATE:  # about 3 % of rows miss one value, as in the real file
         row[NULLABLE[int(rng.integers(len(NULLABLE)))]] = None
     return row
 

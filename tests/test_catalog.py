@@ -1,0 +1,85 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fashionlab.data import catalog as C
+from fashionlab.data import garments as G
+
+
+def test_catalog_columns_and_missing_rate():
+    frame = C.make_catalog(1500, seed=0)
+    assert tuple(frame.columns) == C.COLUMNS
+    assert frame["id"].is_unique
+    rows_missing = frame[list(C.COLUMNS)].isna().any(axis=1).mean()
+    assert 0.02 < rows_missing < 0.04, rows_missing
+    assert not frame[["id", "articleType", "productDisplayName"]].isna().any().any()
+    assert set(frame["masterCategory"]) == {"Apparel"}
+    assert set(frame["articleType"]) == set(C.ARTICLE_TYPE.values())
+
+
+def test_catalog_correlations_point_the_right_way():
+    frame = C.make_catalog(3000, seed=1)
+    specs = [G.spec_for(1, i) for i in range(len(frame))]
+    frame["fabric"] = [s.fabric for s in specs]
+    frame["sleeve"] = [s.sleeve for s in specs]
+    winter_knit = (frame[frame.fabric == "knit"].season == "Winter").mean()
+    winter_cotton = (frame[frame.fabric == "cotton"].season == "Winter").mean()
+    assert winter_knit > winter_cotton + 0.15
+    summer_sleeveless = (frame[frame.sleeve == "sleeveless"].season == "Summer").mean()
+    summer_long = (frame[frame.sleeve == "long"].season == "Summer").mean()
+    assert summer_sleeveless > summer_long + 0.2
+    formal_shirt = (frame[frame.articleType == "Shirts"].usage == "Formal").mean()
+    formal_tee = (frame[frame.articleType == "Tshirts"].usage == "Formal").mean()
+    assert formal_shirt > formal_tee + 0.3
+    assert set(frame[frame.articleType.isin(["Dresses", "Skirts"])].gender.dropna()) <= {"Women", "Girls"}
+
+
+def test_kaggle_folder_round_trip(tmp_path):
+    written = C.write_kaggle_folder(tmp_path / "fashion", n=12, seed=3, size=64)
+    assert (tmp_path / "fashion" / "styles.csv").is_file()
+    assert len(list((tmp_path / "fashion" / "images").glob("*.jpg"))) == 12
+    read = C.read_styles(tmp_path / "fashion" / "styles.csv")
+    pd.testing.assert_frame_equal(read, written, check_dtype=False)
+    ds = C.KaggleFolderDataset(tmp_path / "fashion", size=32)
+    item = ds[0]
+    assert item.image.shape == (3, 32, 32) and -1 <= item.image.min() and item.image.max() <= 1
+    assert item.row["id"] == written["id"][0]
+    assert written["articleType"][0] in item.caption
+
+
+def test_reader_skips_malformed_lines_and_missing_images(tmp_path):
+    C.write_kaggle_folder(tmp_path, n=5, seed=0, size=32)
+    text = (tmp_path / "styles.csv").read_text().splitlines()
+    text.insert(2, "99999,Men,Apparel,Topwear,Tshirts,Red,Summer,2012,Casual,Brand, Red, Tee, With, Commas")
+    (tmp_path / "styles.csv").write_text("\n".join(text) + "\n")
+    frame = C.read_styles(tmp_path / "styles.csv")
+    assert 99999 not in set(frame["id"])
+    (tmp_path / "images" / f"{frame['id'][0]}.jpg").unlink()
+    assert len(C.KaggleFolderDataset(tmp_path)) == 4
+
+
+def test_reader_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="styles.csv not found"):
+        C.read_styles(tmp_path / "styles.csv")
+    (tmp_path / "styles.csv").write_text("id,name\n1,x\n")
+    with pytest.raises(ValueError, match="lacks the Kaggle columns"):
+        C.read_styles(tmp_path / "styles.csv")
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        C.make_catalog(0)
+
+
+def test_caption_from_row_skips_missing():
+    row = {"gender": "Women", "baseColour": np.nan, "articleType": "Dresses", "season": "Summer",
+           "usage": None, "productDisplayName": "Kite Women Red Dress"}
+    assert C.caption_from_row(row) == "Kite Women Red Dress, Women Dresses Summer"
+
+
+def test_hub_catalog_refuses_under_tiny(tiny_profile):
+    with pytest.raises(RuntimeError, match="'full' profile"):
+        C.load_hub_catalog()
+
+
+@pytest.mark.network_probe
+def test_hub_catalog_fails_fast_offline(full_profile):
+    with pytest.raises(RuntimeError, match="cannot be reached"):
+        C.load_hub_catalog()
