@@ -1,0 +1,284 @@
+"""The shared pieces of every sampler in the book: P_t, D_t, one DDIM/DDPM step, time grids.
+
+Chapter: "Diffusion in one notebook" (``notebooks/02_diffusion_basics.py``).
+
+Notation (``book/notation.md``); ``alpha_bar`` is the *cumulative* product, which DDIM,
+DiffusionCLIP, the thesis and ZIP all write as alpha_t:
+
+================  =================================================  ==========================
+code              symbol                                             where
+================  =================================================  ==========================
+``alpha_bar_t``   bar-alpha_t = prod_{s<=t} (1 - beta_s)             DDPM eq. (4)
+``eps``           eps_theta(x_t, t)                                  DDPM eq. (11)
+``x0_pred``       P_t = (x_t - sqrt(1 - bar-alpha_t) eps) / sqrt(bar-alpha_t)   DDIM eq. (9); 001 eq. (5)
+``sigma``         sigma_t(eta), DDIM eq. (16)                        eta=0: DDIM, eta=1: DDPM
+``direction``     D_t = sqrt(1 - bar-alpha_prev - sigma^2) eps       DDIM eq. (12)
+``x_prev``        sqrt(bar-alpha_prev) P_t + D_t + sigma z           DDIM eq. (12); ZIP eq. (5)
+================  =================================================  ==========================
+
+A *time grid* is an increasing list of timesteps whose first entry may be ``-1``, meaning the
+clean image (bar-alpha_{-1} = 1, DiffusionCLIP's convention; diffusers calls it
+``final_alpha_cumprod``). Generation walks the grid downwards, inversion upwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+Denoiser = Callable[[torch.Tensor, int], torch.Tensor]
+"""Anything that maps (x_t, t) to the noise prediction eps_theta(x_t, t), same shape as x_t."""
+
+
+# ----------------------------------------------------------------------------------------
+# Denoiser adapters: a pixel UNet2DModel, or a latent UNet2DConditionModel with text embeddings
+# ----------------------------------------------------------------------------------------
+class PixelDenoiser:
+    """eps_theta for a diffusers ``UNet2DModel``.
+
+    Models with a learned variance (ADM, ``out_channels == 2 * in_channels``) predict
+    [eps, variance interpolation]; we keep the eps half, as guided-diffusion does.
+    """
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.unet = unet
+        in_ch, out_ch = unet.config.in_channels, unet.config.out_channels
+        if out_ch not in (in_ch, 2 * in_ch):
+            raise ValueError(f"unet out_channels must be in_channels ({in_ch}) or twice that, got {out_ch}")
+        self.learned_variance = out_ch == 2 * in_ch
+
+    def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        timestep = torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long)
+        out = self.unet(x_t, timestep).sample
+        if self.learned_variance:
+            out = out[:, : x_t.shape[1]]  # (B, 2C, H, W) -> (B, C, H, W): eps, drop the variance
+        return out
+
+
+class LatentDenoiser:
+    """eps_theta for a latent ``UNet2DConditionModel`` conditioned on text embeddings.
+
+    With ``uncond_embeddings`` and ``guidance_scale`` != 1 it applies classifier-free guidance:
+    eps = eps_uncond + w (eps_cond - eps_uncond) (Ho & Salimans, 2022).
+    """
+
+    def __init__(self, unet: torch.nn.Module, text_embeddings: torch.Tensor,
+                 uncond_embeddings: torch.Tensor | None = None, guidance_scale: float = 1.0) -> None:
+        if text_embeddings.dim() != 3:
+            raise ValueError(f"text_embeddings must be (B, L, D), got {tuple(text_embeddings.shape)}")
+        if guidance_scale != 1.0 and uncond_embeddings is None:
+            raise ValueError("guidance_scale != 1 needs uncond_embeddings")
+        self.unet = unet
+        self.text_embeddings = text_embeddings
+        self.uncond_embeddings = uncond_embeddings
+        self.guidance_scale = guidance_scale
+
+    def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        batch = x_t.shape[0]
+        cond = self.text_embeddings.expand(batch, -1, -1) if self.text_embeddings.shape[0] == 1 else self.text_embeddings
+        timestep = torch.full((batch,), int(t), device=x_t.device, dtype=torch.long)
+        if self.guidance_scale == 1.0:
+            return self.unet(x_t, timestep, encoder_hidden_states=cond).sample
+        uncond = self.uncond_embeddings.expand(batch, -1, -1) if self.uncond_embeddings.shape[0] == 1 else self.uncond_embeddings
+        eps_both = self.unet(torch.cat([x_t, x_t]), torch.cat([timestep, timestep]),
+                             encoder_hidden_states=torch.cat([uncond, cond])).sample
+        eps_uncond, eps_cond = eps_both.chunk(2)
+        return eps_uncond + self.guidance_scale * (eps_cond - eps_uncond)
+
+
+# ----------------------------------------------------------------------------------------
+# The algebra of one step
+# ----------------------------------------------------------------------------------------
+def alpha_bar_at(alphas_cumprod: torch.Tensor, t: int, final_alpha_cumprod: float = 1.0) -> torch.Tensor:
+    """bar-alpha_t from a scheduler's ``alphas_cumprod``; ``t = -1`` is the clean image."""
+    if t == -1:
+        return torch.tensor(final_alpha_cumprod, dtype=alphas_cumprod.dtype)
+    if not (0 <= t < len(alphas_cumprod)):
+        raise ValueError(f"t must be -1 or in [0, {len(alphas_cumprod)}), got {t}")
+    return alphas_cumprod[t]
+
+
+def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor | float) -> torch.Tensor:
+    """P_t = (x_t - sqrt(1 - bar-alpha_t) eps) / sqrt(bar-alpha_t)   (DDIM eq. 9)."""
+    alpha_bar_t = torch.as_tensor(alpha_bar_t, dtype=x_t.dtype, device=x_t.device)
+    return (x_t - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
+
+
+def predict_eps(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar_t: torch.Tensor | float) -> torch.Tensor:
+    """The eps that makes P_t equal ``x0``: (x_t - sqrt(bar-alpha_t) x0) / sqrt(1 - bar-alpha_t)."""
+    alpha_bar_t = torch.as_tensor(alpha_bar_t, dtype=x_t.dtype, device=x_t.device)
+    return (x_t - alpha_bar_t.sqrt() * x0) / (1 - alpha_bar_t).sqrt()
+
+
+def ddim_sigma(alpha_bar_t: torch.Tensor | float, alpha_bar_prev: torch.Tensor | float, eta: float) -> torch.Tensor:
+    """sigma_t(eta) = eta sqrt((1 - bar-alpha_prev) / (1 - bar-alpha_t)) sqrt(1 - bar-alpha_t / bar-alpha_prev)
+    (DDIM eq. 16). eta = 1 gives the DDPM posterior standard deviation."""
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    a_t = torch.as_tensor(alpha_bar_t, dtype=torch.float64)
+    a_prev = torch.as_tensor(alpha_bar_prev, dtype=torch.float64)
+    variance = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+    return (eta * variance.clamp(min=0).sqrt()).to(torch.float32)
+
+
+def direction(eps: torch.Tensor, alpha_bar_prev: torch.Tensor | float, sigma: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """D_t = sqrt(1 - bar-alpha_prev - sigma_t^2) eps, the "direction pointing to x_t" (DDIM eq. 12)."""
+    a_prev = torch.as_tensor(alpha_bar_prev, dtype=eps.dtype, device=eps.device)
+    sigma = torch.as_tensor(sigma, dtype=eps.dtype, device=eps.device)
+    return (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+
+
+@dataclass
+class StepOutput:
+    x_prev: torch.Tensor
+    """The next sample (less noisy in generation, noisier in inversion)."""
+    x0_pred: torch.Tensor
+    """P_t."""
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar_t: torch.Tensor | float,
+    alpha_bar_prev: torch.Tensor | float,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    sigma: torch.Tensor | float | None = None,
+    clip_x0: bool = False,
+) -> StepOutput:
+    """One step x_t -> x_prev = sqrt(bar-alpha_prev) P_t + D_t + sigma_t z   (DDIM eq. 12).
+
+    ``eta`` = 0 is deterministic DDIM, ``eta`` = 1 the DDPM ancestral step. ``noise`` supplies
+    z explicitly (edit-friendly inversion replays stored z's); otherwise z is drawn from
+    ``generator``. ``sigma`` overrides sigma_t(eta). With eta = 0 and bar-alpha_prev <
+    bar-alpha_t the same formula runs *upwards*: that is DDIM inversion.
+    """
+    # 1. predicted x0 (P_t), optionally clipped to the data range as diffusers' clip_sample
+    x0_pred = predict_x0(x_t, eps, alpha_bar_t)
+    if clip_x0:
+        x0_pred = x0_pred.clamp(-1, 1)
+        eps = predict_eps(x_t, x0_pred, alpha_bar_t)
+    # 2. sigma_t(eta), see formula (16)
+    if sigma is None:
+        sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta)
+    sigma = torch.as_tensor(sigma, dtype=x_t.dtype, device=x_t.device)
+    # 3. direction pointing to x_t, then the mean of x_prev
+    a_prev = torch.as_tensor(alpha_bar_prev, dtype=x_t.dtype, device=x_t.device)
+    x_prev = a_prev.sqrt() * x0_pred + direction(eps, a_prev, sigma)
+    # 4. add sigma_t z
+    if float(sigma) > 0:
+        if noise is None:
+            noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device="cpu").to(x_t.device)
+        elif noise.shape != x_t.shape:
+            raise ValueError(f"noise must have shape {tuple(x_t.shape)}, got {tuple(noise.shape)}")
+        x_prev = x_prev + sigma * noise
+    return StepOutput(x_prev, x0_pred)
+
+
+# ----------------------------------------------------------------------------------------
+# Time grids
+# ----------------------------------------------------------------------------------------
+def _check_grid(grid: Sequence[int], num_train_timesteps: int) -> list[int]:
+    grid = [int(t) for t in grid]
+    if len(grid) < 2:
+        raise ValueError(f"a time grid needs at least 2 entries, got {grid}")
+    if any(b <= a for a, b in zip(grid[:-1], grid[1:])):
+        raise ValueError(f"a time grid must be strictly increasing, got {grid}")
+    if grid[0] < -1 or grid[-1] >= num_train_timesteps:
+        raise ValueError(f"grid entries must lie in [-1, {num_train_timesteps}), got {grid[0]}..{grid[-1]}")
+    return grid
+
+
+def diffusers_grid(scheduler, num_inference_steps: int) -> list[int]:
+    """The grid of a diffusers scheduler after ``set_timesteps``: ``[-1] + sorted(timesteps)``.
+
+    Its last DDIM step goes to ``final_alpha_cumprod`` (1 with ``set_alpha_to_one=True``),
+    which this book writes as t = -1. Pass that value to :func:`alpha_bar_at` if it is not 1.
+    """
+    if num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    scheduler.set_timesteps(num_inference_steps)
+    return [-1] + sorted(int(t) for t in scheduler.timesteps)
+
+
+def diffusionclip_grid(t0: int, num_steps: int) -> list[int]:
+    """DiffusionCLIP's grid: ``seq = int(linspace(0, 1, S) * t0)`` with ``-1`` in front.
+
+    Generation runs ``(seq[i] -> seq_next[i])`` with ``seq_next = [-1] + seq[:-1]``, downwards
+    from t0 to the clean image. Its inversion starts from x0 *as if at t = 0* (``seq[0]``), so
+    for a faithful inversion use ``diffusionclip_grid(t0, S)[1:]``.
+    """
+    if num_steps < 2:
+        raise ValueError(f"num_steps must be >= 2, got {num_steps}")
+    if t0 < num_steps - 1:
+        raise ValueError(f"t0 ({t0}) must be >= num_steps - 1 ({num_steps - 1}) for distinct timesteps")
+    seq = [int(s) for s in np.linspace(0, 1, num_steps) * t0]
+    return [-1] + seq
+
+
+def even_grid(t_max: int, num_steps: int) -> list[int]:
+    """``num_steps`` steps from ``t_max`` to the clean image, evenly spaced: ``[-1, ..., t_max]``."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if t_max < num_steps - 1:
+        raise ValueError(f"t_max ({t_max}) must be >= num_steps - 1 ({num_steps - 1})")
+    upper = np.linspace(t_max, -1, num_steps + 1)[:-1]  # num_steps timesteps above the clean image
+    return [-1] + sorted({int(round(t)) for t in upper})
+
+
+# ----------------------------------------------------------------------------------------
+# The unguided sampler
+# ----------------------------------------------------------------------------------------
+@dataclass
+class SampleOutput:
+    x0: torch.Tensor
+    """The final sample (B, C, H, W)."""
+    x0_trajectory: list[torch.Tensor] = field(default_factory=list)
+    """P_t at every step, if requested (top of the grid first)."""
+    xt_trajectory: list[torch.Tensor] = field(default_factory=list)
+    """x_t at every step, if requested (x_T first)."""
+
+
+@torch.no_grad()
+def sample(
+    denoiser: Denoiser,
+    x_t: torch.Tensor,
+    grid: Sequence[int],
+    alphas_cumprod: torch.Tensor,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    noises: Sequence[torch.Tensor] | None = None,
+    sigmas: Sequence[float] | None = None,
+    return_trajectory: bool = False,
+    progress: bool = False,
+) -> SampleOutput:
+    """Run the reverse process from ``x_t`` at level ``grid[-1]`` down the grid to ``grid[0]``.
+
+    ``noises[i]`` (and optionally ``sigmas[i]``) give step i's z explicitly, top step first;
+    this is how edit-friendly DDPM inversion replays its noise maps.
+    """
+    grid = _check_grid(grid, len(alphas_cumprod))
+    steps = list(zip(reversed(grid[1:]), reversed(grid[:-1])))  # (t, t_prev), top first
+    if noises is not None and len(noises) != len(steps):
+        raise ValueError(f"noises must have one entry per step ({len(steps)}), got {len(noises)}")
+    if sigmas is not None and len(sigmas) != len(steps):
+        raise ValueError(f"sigmas must have one entry per step ({len(steps)}), got {len(sigmas)}")
+    out = SampleOutput(x_t)
+    for i, (t, t_prev) in enumerate(tqdm(steps, desc="sampling", disable=not progress, leave=False)):
+        eps = denoiser(x_t, t)
+        step = ddim_step(
+            x_t, eps, alpha_bar_at(alphas_cumprod, t), alpha_bar_at(alphas_cumprod, t_prev), eta,
+            noise=None if noises is None else noises[i], generator=generator,
+            sigma=None if sigmas is None else sigmas[i],
+        )
+        if return_trajectory:
+            out.xt_trajectory.append(x_t)
+            out.x0_trajectory.append(step.x0_pred)
+        x_t = step.x_prev
+    out.x0 = x_t
+    return out
