@@ -1,11 +1,13 @@
-"""Command line of the model zoo: ``python -m fashionlab.zoo {train,list}``."""
+"""Command line of the model zoo: ``python -m fashionlab.zoo {train,export,verify,list}``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
-from . import recipes
+from . import recipes, registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,15 +18,34 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--resume", action="store_true", help="continue from training/<name>/checkpoint.pt")
     train.add_argument("--minutes", type=float, default=None, help="stop after this much wall-clock time")
     train.add_argument("--max-steps", type=int, default=None, help="stop after this many more steps")
-    sub.add_parser("list", help="list the recipes")
+    train.add_argument("--workdir", type=Path, default=None, help="checkpoint folder (default: training/<name>)")
+    export = sub.add_parser("export", help="evaluate a trained recipe and ship its EMA weights (fp16) to the zoo")
+    export.add_argument("name", choices=sorted(recipes.RECIPES))
+    sub.add_parser("verify", help="hash and load every shipped model")
+    sub.add_parser("list", help="list the zoo models and recipes")
     args = parser.parse_args(argv)
     if args.command == "train":
-        result = recipes.run_recipe(args.name, minutes=args.minutes, max_steps=args.max_steps, resume=args.resume)
+        result = recipes.run_recipe(args.name, minutes=args.minutes, max_steps=args.max_steps, resume=args.resume,
+                                    workdir=args.workdir)
         print(f"{args.name}: step {result.steps}, {result.minutes:.1f} min in all, "
               f"last logged loss {result.final_loss:.4f}, finished={result.finished}")
         return 0
+    if args.command == "export":
+        entry = recipes.export_recipe(args.name)
+        print(json.dumps(entry, indent=2, sort_keys=True))
+        return 0
+    if args.command == "verify":
+        results = registry.verify_all()
+        for name, status in results.items():
+            print(f"{name}: {status}")
+        if not results:
+            print("no shipped models to verify")
+        return 1 if any(s != "ok" for s in results.values()) else 0
+    for row in registry.list_models():
+        print(f"{row['name']} ({row['kind']}): tiny weights {'shipped' if row['tiny'] else 'not yet shipped'}; "
+              f"full = {row['full']}")
     for name, recipe in recipes.RECIPES.items():
-        print(f"{name}: {recipe.notes}")
+        print(f"recipe {name}: {recipe.notes}")
     return 0
 
 

@@ -1,0 +1,126 @@
+"""Model zoo: tiny files with sha256, full loaders against random-weight models, the training loop's resume."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from fashionlab.diffusion import core
+from fashionlab.diffusion.train import DDPMTrainConfig, load_ema_weights, train_ddpm
+from fashionlab.zoo import recipes, registry
+
+
+def small_unet(out_channels: int = 3) -> UNet2DModel:
+    torch.manual_seed(0)
+    return UNet2DModel(sample_size=16, in_channels=3, out_channels=out_channels, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                       layers_per_block=1, norm_num_groups=4, attention_head_dim=8)
+
+
+@pytest.mark.parametrize("out_channels", [3, 6])
+def test_full_loader_reads_the_hub_layout(tmp_path, full_profile, out_channels):
+    """The 'full' code path on a random model of the same class and layout as the hub checkpoint."""
+    unet = small_unet(out_channels)
+    unet.save_pretrained(tmp_path / "unet")
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "scheduler")
+    model = registry.load_pixel_ddpm("garments-ddpm-64", source=tmp_path, device="cpu")
+    assert model.profile == "full" and model.image_size == 16
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        eps = core.PixelDenoiser(model.unet)(x, 10)
+        ref = unet.eval()(x, torch.tensor([10])).sample[:, :3]
+    assert eps.shape == x.shape
+    torch.testing.assert_close(eps, ref)
+
+
+@pytest.mark.network_probe
+def test_full_load_fails_fast_offline(full_profile):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="use the offline 'tiny' profile|Use the offline 'tiny' profile"):
+        registry.load_pixel_ddpm("garments-ddpm-64", device="cpu")
+    assert time.perf_counter() - start < 5.0
+
+
+def _export_small(tmp_path: Path) -> tuple[Path, Path, UNet2DModel]:
+    unet = small_unet()
+    weights_dir, manifest = tmp_path / "weights", tmp_path / "MANIFEST.json"
+    cfg = {"unet": dict(unet.config), "scheduler": {"num_train_timesteps": 1000}}
+    cfg["unet"] = {k: v for k, v in cfg["unet"].items() if not k.startswith("_")}
+    registry.export_pixel_ddpm("garments-ddpm-64", unet, cfg, {"recipe": "test"}, weights_dir, manifest)
+    return weights_dir, manifest, unet
+
+
+def test_tiny_export_and_load_round_trip(tmp_path, tiny_profile):
+    weights_dir, manifest, unet = _export_small(tmp_path)
+    entry = json.loads(manifest.read_text())["models"]["garments-ddpm-64"]
+    assert entry["sha256"] == registry.sha256_of(weights_dir / "garments-ddpm-64.safetensors")
+    model = registry.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+    for p, q in zip(model.unet.parameters(), unet.parameters()):
+        assert p.dtype == torch.float32
+        torch.testing.assert_close(p, q.half().float())
+
+
+def test_corrupt_or_missing_weights_give_clear_errors(tmp_path, tiny_profile):
+    weights_dir, manifest, _ = _export_small(tmp_path)
+    path = weights_dir / "garments-ddpm-64.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        registry.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="missing file"):
+        registry.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+    with pytest.raises(FileNotFoundError, match="has not been trained and exported"):
+        registry.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=tmp_path / "none.json")
+    with pytest.raises(ValueError, match="unknown zoo model"):
+        registry.load_pixel_ddpm("garments-gan")
+
+
+def _train(workdir: Path, max_steps: int, resume: bool) -> None:
+    cfg = DDPMTrainConfig(batch_size=4, learning_rate=1e-3, total_steps=10, warmup_steps=2, bf16=False,
+                          checkpoint_minutes=1e9, log_every=1)
+    sampler = recipes.garments_batch_sampler(seed=0, size=16, data_size=1000, domain="in")
+    train_ddpm(small_unet(), DDPMScheduler(num_train_timesteps=1000), sampler, cfg, workdir,
+               max_steps=max_steps, resume=resume, progress=False)
+
+
+def test_training_killed_and_resumed_equals_uninterrupted(tmp_path):
+    _train(tmp_path / "straight", 3, resume=False)
+    _train(tmp_path / "resumed", 1, resume=False)
+    _train(tmp_path / "resumed", 2, resume=True)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for x, y in zip(a["ema"], b["ema"]):
+        assert torch.equal(x, y)
+    assert torch.equal(a["data_rng"], b["data_rng"]) and torch.equal(a["noise_rng"], b["noise_rng"])
+    lines_a = (tmp_path / "straight" / "loss.csv").read_text().splitlines()
+    lines_b = (tmp_path / "resumed" / "loss.csv").read_text().splitlines()
+    assert [l.split(",")[:2] for l in lines_a] == [l.split(",")[:2] for l in lines_b]
+    ema_model = load_ema_weights(small_unet(), tmp_path / "straight")
+    assert torch.equal(next(ema_model.parameters()).detach(), a["ema"][0])
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        _train(tmp_path / "empty", 1, resume=True)
+
+
+def test_recipe_smoke_run(tmp_path):
+    """The real garments-ddpm-64 recipe, run from the command line for two steps (the full run is hours)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "fashionlab.zoo", "train", "garments-ddpm-64", "--max-steps", "2",
+           "--workdir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "step 2," in done.stdout
+    assert (tmp_path / "checkpoint.pt").is_file()
+    assert len((tmp_path / "loss.csv").read_text().splitlines()) == 2  # header + the final row
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipes.get_recipe("garments-gan")
