@@ -49,9 +49,14 @@ def connected_components(mask: torch.Tensor) -> list[torch.Tensor]:
 
 
 def single_region_rate(images: torch.Tensor, background_rgb: tuple[int, int, int], tolerance: float = 12.0,
-                       min_pixels: int = 4) -> tuple[float, torch.Tensor]:
-    """Share of images whose foreground is one connected region (components smaller than
-    ``min_pixels`` are ignored as specks). Returns (rate, per-image bool)."""
-    sizes = connected_components(foreground_mask(images, background_rgb, tolerance))
+                       min_pixels: int = 4, coverage: tuple[float, float] = (0.05, 0.8)) -> tuple[float, torch.Tensor]:
+    """Share of images that show one garment on a clean background: the foreground (pixels off the
+    background colour by more than ``tolerance``) is one connected region (components smaller than
+    ``min_pixels`` are ignored as specks) and covers a share of the image within ``coverage`` (so
+    that pure noise, which is "one region" everywhere, fails). Returns (rate, per-image bool)."""
+    fg = foreground_mask(images, background_rgb, tolerance)
+    share = fg.float().flatten(1).mean(dim=1)
+    sizes = connected_components(fg)
     ok = torch.tensor([int((s >= min_pixels).sum()) == 1 for s in sizes])
+    ok &= (share >= coverage[0]) & (share <= coverage[1])
     return float(ok.float().mean()), ok

@@ -192,4 +192,8 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
         kwargs["weights_dir"] = weights_dir
     if manifest_path is not None:
         kwargs["manifest_path"] = manifest_path
-    return registry.export_pixel_ddpm(name, unet, cfg, record, **kwargs)
+    entry = registry.export_pixel_ddpm(name, unet, cfg, record, **kwargs)
+    # Ship the training loss curve beside the weights, for the chapter's plot.
+    target_dir = weights_dir if weights_dir is not None else registry.WEIGHTS_DIR
+    (target_dir / f"{name}.loss.csv").write_text((workdir / "loss.csv").read_text())
+    return entry

@@ -1,0 +1,52 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fashionlab import metrics, viz
+from fashionlab.data import garments as G
+
+
+def test_psnr_by_hand():
+    x = torch.zeros(2, 3, 4, 4)
+    y = x.clone()
+    y[0] += 0.2  # mse 0.04 -> 10 log10(4 / 0.04) = 20 dB
+    y[1] += 0.02
+    assert metrics.psnr(x, y).tolist() == pytest.approx([20.0, 40.0], abs=1e-4)
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.psnr(x, y[:1])
+
+
+def test_connected_components_counts_regions():
+    mask = torch.zeros(1, 10, 10, dtype=torch.bool)
+    mask[0, 1:4, 1:4] = True          # 9 pixels
+    mask[0, 6:8, 6:9] = True          # 6 pixels
+    mask[0, 4, 4] = True              # touches the first block diagonally: 8-connected
+    sizes = metrics.connected_components(mask)[0]
+    assert sizes.tolist() == [10, 6]
+
+
+def test_single_region_rate_on_renders_and_noise():
+    real = torch.stack([G.to_tensor(G.render(G.spec_for(3, i), 64).image) for i in range(24)])
+    rate, ok = metrics.single_region_rate(real, G.BACKGROUNDS["photo"])
+    assert rate == 1.0 and ok.all()
+    noise = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert metrics.single_region_rate(noise, G.BACKGROUNDS["photo"])[0] < 0.5
+    two = real[:1].clone()
+    two[..., :, 30:34] = G.to_tensor(np.full((64, 4, 3), 236, np.uint8))[..., :, :4]  # cut the garment in two
+    assert metrics.single_region_rate(two, G.BACKGROUNDS["photo"])[0] == 0.0
+
+
+def test_viz_helpers():
+    r = G.render(G.spec_for(0, 1), 64)
+    over = viz.parts_overlay(r.image, r.parts)
+    assert over.shape == r.image.shape and over.dtype == np.uint8
+    assert (over[r.parts == 0] == r.image[r.parts == 0]).all()
+    assert not (over[r.parts > 0] == r.image[r.parts > 0]).all()
+    fig = viz.image_grid([r.image, G.to_tensor(r.image), None], ncols=2, titles=["a", "b", ""])
+    assert len(fig.axes) == 4
+    with pytest.raises(ValueError, match="does not match"):
+        viz.parts_overlay(r.image, r.parts[:10])
+    with pytest.raises(ValueError, match="ncols"):
+        viz.image_grid([r.image], ncols=0)
