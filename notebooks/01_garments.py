@@ -46,6 +46,7 @@ from fashionlab.data import catalog
 from fashionlab.data import garments as G
 from fashionlab.viz import image_grid, part_legend_handles, parts_overlay
 
+pd.set_option("display.max_colwidth", None)
 print("profile:", config.get_profile())
 
 # %% [markdown]
