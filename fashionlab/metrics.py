@@ -60,3 +60,8 @@ def single_region_rate(images: torch.Tensor, background_rgb: tuple[int, int, int
     ok = torch.tensor([int((s >= min_pixels).sum()) == 1 for s in sizes])
     ok &= (share >= coverage[0]) & (share <= coverage[1])
     return float(ok.float().mean()), ok
+
+
+def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """CLIP score as ZIP reports it: 100 * cos(E_I(x), E_T(y)), per image."""
+    return 100 * F.cosine_similarity(image_features, text_features, dim=-1)

@@ -1,0 +1,124 @@
+"""CLIP through open_clip: our tiny garment configs, the loaders of both profiles, and encoders.
+
+Chapter: "CLIP for garments" (``notebooks/03_clip_for_garments.py``).
+
+Importing this module registers two open_clip model configs from ``models/configs/``:
+
+==================  ======================================================================
+``garments-clip-s`` 64-px ViT (patch 8, 6 layers, width 192) + 4-layer text transformer (width 64)
+``garments-clip-b`` 64-px ViT (patch 8, 8 layers, width 256) + 6-layer text transformer (width 128)
+==================  ======================================================================
+
+Both use open_clip's own BPE tokenizer (it ships inside the open_clip package, so it works
+offline) with a context of 32 tokens. Under ``full`` the same functions load ``ViT-B-16`` with
+OpenAI weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import open_clip
+import torch
+
+from .. import config
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+TINY_MODELS: tuple[str, ...] = ("garments-clip-s", "garments-clip-b")
+FULL_MODEL, FULL_PRETRAINED = "ViT-B-16", "openai"
+
+open_clip.add_model_config(CONFIG_DIR)
+
+
+@dataclass
+class CLIPBundle:
+    """A loaded CLIP: the open_clip model, its tokenizer and the numbers its preprocessing needs."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    profile: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def _bundle(model: torch.nn.Module, name: str, profile: str) -> CLIPBundle:
+    visual = model.visual
+    size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else int(visual.image_size)
+    mean = tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
+    std = tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
+    return CLIPBundle(model.eval(), open_clip.get_tokenizer(name), name, profile, int(size), mean, std)
+
+
+def create_clip(name: str = "garments-clip-s", pretrained: str | None = None,
+                device: str | torch.device = "cpu") -> CLIPBundle:
+    """Build a CLIP by open_clip config name; ``pretrained`` is a weights file or an open_clip tag
+    (None: random initialisation, used for training and for tests of the ``full`` code path)."""
+    known = open_clip.list_models()
+    if name not in known:
+        raise ValueError(f"unknown open_clip model {name!r}; ours are {TINY_MODELS}")
+    model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    profile = "tiny" if name in TINY_MODELS else "full"
+    return _bundle(model, name, profile)
+
+
+def check_prompts(prompts: Sequence[str] | str) -> list[str]:
+    """Validate prompts: a non-empty list of non-empty strings (a single string is wrapped)."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
+        raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}")
+    for p in prompts:
+        if not isinstance(p, str):
+            raise TypeError(f"every prompt must be a str, got {type(p).__name__}: {p!r}")
+        if not p.strip():
+            raise ValueError("prompts must not be empty or blank")
+    return list(prompts)
+
+
+def encode_text(bundle: CLIPBundle, prompts: Sequence[str] | str, normalize: bool = True) -> torch.Tensor:
+    """Text embeddings (N, D) of ``prompts`` (unit length if ``normalize``)."""
+    prompts = check_prompts(prompts)
+    device = next(bundle.model.parameters()).device
+    tokens = bundle.tokenizer(prompts).to(device)
+    features = bundle.model.encode_text(tokens)
+    return torch.nn.functional.normalize(features, dim=-1) if normalize else features
+
+
+def encode_image_tokens(bundle: CLIPBundle, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pooled image embedding (B, D), patch tokens (B, N, W)) for CLIP-normalised pixels.
+
+    The attention-pooling attribute classifier (chapter 05) reads the patch tokens.
+    """
+    visual = bundle.model.visual
+    previous = visual.output_tokens
+    visual.output_tokens = True  # open_clip's switch; restored below so the model is unchanged
+    try:
+        pooled, tokens = visual(pixels)
+    finally:
+        visual.output_tokens = previous
+    return pooled, tokens
+
+
+def load_clip(name: str = "garments-clip-s", profile: str | None = None, device: str | torch.device | None = None,
+              pretrained: str | None = None) -> CLIPBundle:
+    """Load a zoo CLIP. ``tiny``: our shipped weights (sha256-checked). ``full``: ``ViT-B-16`` with
+    OpenAI weights from the hub (``pretrained`` overrides the tag or gives a local file)."""
+    from ..zoo import registry
+
+    profile = config.get_profile() if profile is None else profile
+    device = config.get_device(device)
+    if profile == "tiny":
+        if name not in TINY_MODELS:
+            raise ValueError(f"tiny CLIP models are {TINY_MODELS}, got {name!r}")
+        weights = registry.verify_file(name) if pretrained is None else Path(pretrained)
+        return create_clip(name, str(weights), device)
+    if profile != "full":
+        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    tag = FULL_PRETRAINED if pretrained is None else pretrained
+    if not Path(str(tag)).is_file():
+        config.require_hub(f"Loading CLIP {FULL_MODEL} ({tag}) under the 'full' profile")
+    return create_clip(FULL_MODEL, tag, device)

@@ -1,0 +1,118 @@
+"""Tiny CLIP configs, CLIP losses, augmentations (no trained weights needed)."""
+
+import open_clip
+import pytest
+import torch
+
+from fashionlab import losses, metrics
+from fashionlab.models import clip
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    torch.manual_seed(0)
+    return clip.create_clip("garments-clip-s")
+
+
+def test_configs_register_offline():
+    for name in clip.TINY_MODELS:
+        assert name in open_clip.list_models()
+    tok = open_clip.get_tokenizer("garments-clip-s")
+    assert tok(["a red striped t-shirt"]).shape == (1, 32)
+
+
+def test_encoders_and_patch_tokens(bundle):
+    pixels = torch.randn(2, 3, 64, 64)
+    pooled, tokens = clip.encode_image_tokens(bundle, pixels)
+    assert pooled.shape == (2, 128) and tokens.shape == (2, 64, 192)  # 8x8 patches of width 192
+    assert bundle.model.visual.output_tokens is False  # the switch is restored
+    torch.testing.assert_close(pooled, bundle.model.encode_image(pixels))
+    text = clip.encode_text(bundle, ["a red dress", "a blue skirt"])
+    assert text.shape == (2, 128)
+    torch.testing.assert_close(text.norm(dim=-1), torch.ones(2))
+
+
+@pytest.mark.parametrize("bad,err", [([], ValueError), ([""], ValueError), (["  "], ValueError), ([3], TypeError),
+                                     (None, ValueError)])
+def test_bad_prompts(bundle, bad, err):
+    with pytest.raises(err, match="prompt"):
+        clip.encode_text(bundle, bad)
+
+
+def test_directional_loss_extremes():
+    direction = torch.nn.functional.normalize(torch.tensor([[1.0, 2.0, 0.5]]), dim=-1)
+    src = torch.tensor([[0.3, -0.1, 0.2]])
+    for form in ("1-cos", "log"):
+        parallel = losses.directional_clip_loss(src + 0.7 * direction, src, direction, form)
+        opposed = losses.directional_clip_loss(src - 0.7 * direction, src, direction, form)
+        orthogonal = losses.directional_clip_loss(src + torch.tensor([[2.0, -1.0, 0.0]]), src, direction, form)
+        assert parallel.item() == pytest.approx(0.0, abs=1e-6)
+        assert opposed.item() > orthogonal.item() > parallel.item()
+    assert losses.directional_clip_loss(src - direction, src, direction).item() == pytest.approx(2.0, abs=1e-6)
+    with pytest.raises(ValueError, match="form must be"):
+        losses.directional_clip_loss(src, src, direction, form="l2")
+
+
+def test_clip_loss_gradient_reaches_pixels(bundle):
+    images = torch.zeros(2, 3, 48, 48, requires_grad=True)
+    pixels = losses.clip_preprocess(images, bundle.image_size, bundle.mean, bundle.std)
+    assert pixels.shape == (2, 3, 64, 64)
+    text = clip.encode_text(bundle, "a red dress")
+    loss = losses.global_clip_loss(bundle.model.encode_image(pixels), text).sum()
+    loss.backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_text_direction_is_unit_and_antisymmetric(bundle):
+    enc = lambda prompts: clip.encode_text(bundle, prompts)  # noqa: E731
+    with torch.no_grad():
+        d = losses.text_direction(enc, "a red dress", "a blue dress")
+        back = losses.text_direction(enc, "a blue dress", "a red dress")
+    assert d.shape == (1, 128)
+    assert d.norm().item() == pytest.approx(1.0, abs=1e-5)
+    torch.testing.assert_close(back, -d, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="target must be a non-empty string"):
+        losses.text_direction(enc, "a red dress", "")
+
+
+def test_extending_augmentations():
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    views = losses.extending_augmentations(images, num_views=8, generator=torch.Generator().manual_seed(0))
+    assert views.shape == (16, 3, 32, 32)
+    assert torch.equal(views[:2], images)  # the first view is unaugmented
+    assert not torch.allclose(views[2:4], images)
+    again = losses.extending_augmentations(images, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(views, again)
+    views.sum().backward()
+    assert images.grad.abs().sum() > 0
+    ident = losses.extending_augmentations(images, 4, generator=torch.Generator(), degrees=0, translate=0,
+                                           perspective_p=0.0)
+    torch.testing.assert_close(ident[2:4], images, atol=1e-5, rtol=1e-5)
+
+
+def test_clip_score_is_100_cos():
+    a = torch.tensor([[1.0, 0.0]])
+    assert metrics.clip_score(a, torch.tensor([[1.0, 1.0]])).item() == pytest.approx(100 / 2**0.5, rel=1e-5)
+
+
+def test_full_loader_with_random_vit_b_16(tmp_path, full_profile):
+    """The 'full' path (ViT-B-16 via open_clip) on random weights saved to a local file."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model, _, _ = open_clip.create_model_and_transforms("ViT-B-16", pretrained=None)
+    path = tmp_path / "vit-b-16-random.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    loaded = clip.load_clip(device="cpu", pretrained=str(path))
+    assert loaded.profile == "full" and loaded.image_size == 224
+    pooled, tokens = clip.encode_image_tokens(loaded, torch.randn(1, 3, 224, 224))
+    assert pooled.shape == (1, 512) and tokens.shape == (1, 196, 768)
+    with torch.no_grad():
+        ref = model.eval().encode_image(torch.zeros(1, 3, 224, 224))
+        torch.testing.assert_close(loaded.model.encode_image(torch.zeros(1, 3, 224, 224)), ref)
+
+
+@pytest.mark.network_probe
+def test_full_clip_fails_fast_offline(full_profile):
+    with pytest.raises(RuntimeError, match="tiny"):
+        clip.load_clip(device="cpu")
