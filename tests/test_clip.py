@@ -116,3 +116,55 @@ def test_full_loader_with_random_vit_b_16(tmp_path, full_profile):
 def test_full_clip_fails_fast_offline(full_profile):
     with pytest.raises(RuntimeError, match="tiny"):
         clip.load_clip(device="cpu")
+
+
+def _clip_train(workdir, steps, resume, cache):
+    from fashionlab.models import clip_training as CT
+
+    cfg = CT.CLIPTrainConfig(batch_size=8, total_steps=10, warmup_steps=2, bf16=False, log_every=1, cache_size=32,
+                             checkpoint_minutes=1e9)
+    return CT.train_clip("garments-clip-s", cfg, workdir, max_steps=steps, resume=resume, progress=False, cache=cache)
+
+
+def test_clip_training_resumes_exactly(tmp_path):
+    from fashionlab.models import clip_training as CT
+
+    cache = CT.render_cache(10, 32, progress=False)
+    _clip_train(tmp_path / "straight", 3, False, cache)
+    _clip_train(tmp_path / "resumed", 1, False, cache)
+    steps, _ = _clip_train(tmp_path / "resumed", 2, True, cache)
+    assert steps == 3
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["caption_rng"] == b["caption_rng"]
+
+
+def test_random_captions_and_prompt_ensembles():
+    import numpy as np
+
+    from fashionlab.data import garments as G
+    from fashionlab.models import clip_training as CT
+
+    rng = np.random.default_rng(0)
+    for i in range(100):
+        spec = G.spec_for(0, i, "all")
+        text = CT.random_caption(spec, rng)
+        assert spec.category in text
+    prompts = CT.class_prompts("colour")
+    assert list(prompts) == list(G.SCHEMA["colour"]) and "a red t-shirt" in prompts["red"]
+    assert all(len(v) == 3 for v in CT.class_prompts("collar").values())
+    styles = CT.class_prompts("style")
+    assert styles["sketch"][0] == "a sketch of a t-shirt"
+
+
+def test_zero_shot_table_shape(bundle):
+    from fashionlab.models import clip_training as CT
+
+    table = CT.zero_shot_table(bundle, seed=100, n=24, batch_size=12)
+    assert set(table["accuracy"]) == set(G_ATTRS) | {"style"}
+    assert 0.0 <= table["image_to_text_R@5"] <= 1.0 and table["n_heldout"] == 24
+
+
+G_ATTRS = ("category", "sleeve", "neckline", "collar", "pattern", "colour", "fabric", "fit")

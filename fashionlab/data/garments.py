@@ -753,7 +753,7 @@ def region_mask(parts: np.ndarray | torch.Tensor, attribute: str, margin: float 
 _WORDS = {
     "sleeve": {"sleeveless": "sleeveless", "short": "short-sleeve", "elbow": "elbow-sleeve", "long": "long-sleeve"},
     "neckline": {"round": "round-neck", "v-neck": "v-neck", "square": "square-neck", "boat": "boat-neck"},
-    "collar": {"none": "collarless", "pointed": "with a pointed collar", "hood": "with a hood"},
+    "collar": {"none": "without a collar", "pointed": "with a pointed collar", "hood": "with a hood"},
     "pattern": {"plain": "plain", "striped": "striped", "checked": "checked", "polka-dot": "polka-dot",
                 "gradient": "gradient"},
     "fit": {"slim": "slim-fit", "regular": "regular-fit", "loose": "loose-fit"},

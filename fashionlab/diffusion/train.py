@@ -14,9 +14,6 @@ Colab GPU, or under ``accelerate launch`` on several GPUs.
 
 from __future__ import annotations
 
-import csv
-import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,14 +22,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+from ..training import CSVLog, atomic_save, make_accelerator, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -73,16 +63,6 @@ class TrainResult:
     finished: bool
 
 
-def _lr_lambda(cfg: DDPMTrainConfig) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.total_steps - cfg.warmup_steps))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 def _ema_decay(step: int, max_decay: float) -> float:
     return min(max_decay, 1.0 - (1.0 + step) ** (-2.0 / 3.0))
 
@@ -106,8 +86,6 @@ def train_ddpm(
     or ``cfg.total_steps``, whichever comes first; with ``resume=True`` it continues from
     ``workdir/checkpoint.pt``. The EMA weights are what the zoo ships.
     """
-    from accelerate import Accelerator
-
     if cfg.batch_size < 1 or cfg.total_steps < 1:
         raise ValueError(f"batch_size and total_steps must be >= 1, got {cfg.batch_size}, {cfg.total_steps}")
     workdir = Path(workdir)
@@ -115,12 +93,12 @@ def train_ddpm(
     ckpt_path = workdir / "checkpoint.pt"
     log_path = workdir / "loss.csv"
 
-    use_bf16 = cfg.bf16 and (cpu_supports_bf16() if not torch.cuda.is_available() else torch.cuda.is_bf16_supported())
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(cfg.bf16)
     device = accelerator.device
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio))
     ema = [p.detach().clone() for p in model.parameters()]
     data_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -140,8 +118,6 @@ def train_ddpm(
         data_gen.set_state(state["data_rng"])
         noise_gen.set_state(state["noise_rng"])
         step, elapsed_before = state["step"], state["minutes"]
-    elif log_path.exists():
-        log_path.unlink()
 
     model, optimizer = accelerator.prepare(model, optimizer)
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
@@ -160,18 +136,12 @@ def train_ddpm(
             "minutes": elapsed_before + (time.time() - start) / 60,
             "config": asdict(cfg),
         }
-        tmp = ckpt_path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, ckpt_path)  # atomic: a killed run never leaves half a checkpoint
+        atomic_save(state, ckpt_path)
 
     start = time.time()
     last_ckpt = start
     stop_step = cfg.total_steps if max_steps is None else min(cfg.total_steps, step + max_steps)
-    new_log = not log_path.exists()
-    log_file = open(log_path, "a", newline="")
-    writer = csv.writer(log_file)
-    if new_log:
-        writer.writerow(["step", "loss", "lr", "images_per_s", "minutes"])
+    log = CSVLog(log_path, ["step", "loss", "lr", "images_per_s", "minutes"], fresh=not resume)
     running, count, window_start = 0.0, 0, time.time()
     last_loss = float("nan")
     bar = tqdm(total=stop_step, initial=step, desc="ddpm", disable=not progress)
@@ -207,9 +177,8 @@ def train_ddpm(
             bar.update(1)
             if step % cfg.log_every == 0 or step == stop_step:
                 rate = count * cfg.batch_size / max(1e-9, time.time() - window_start)
-                writer.writerow([step, f"{running / count:.5f}", f"{lr_schedule.get_last_lr()[0]:.3e}", f"{rate:.1f}",
-                                 f"{elapsed_before + (time.time() - start) / 60:.2f}"])
-                log_file.flush()
+                log.write([step, f"{running / count:.5f}", f"{lr_schedule.get_last_lr()[0]:.3e}", f"{rate:.1f}",
+                           f"{elapsed_before + (time.time() - start) / 60:.2f}"])
                 bar.set_postfix(loss=f"{running / count:.4f}")
                 last_loss = running / count
                 running, count, window_start = 0.0, 0, time.time()
@@ -218,7 +187,7 @@ def train_ddpm(
                 last_ckpt = time.time()
     finally:
         bar.close()
-        log_file.close()
+        log.close()
     save()
     return TrainResult(step, elapsed_before + (time.time() - start) / 60, last_loss, step >= cfg.total_steps)
 

@@ -19,16 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--minutes", type=float, default=None, help="stop after this much wall-clock time")
     train.add_argument("--max-steps", type=int, default=None, help="stop after this many more steps")
     train.add_argument("--workdir", type=Path, default=None, help="checkpoint folder (default: training/<name>)")
-    export = sub.add_parser("export", help="evaluate a trained recipe and ship its EMA weights (fp16) to the zoo")
-    export.add_argument("name", choices=sorted(recipes.RECIPES))
+    export = sub.add_parser("export", help="evaluate a trained DDPM recipe and ship its EMA weights (fp16) to the zoo")
+    export.add_argument("name", choices=[n for n, r in recipes.RECIPES.items() if isinstance(r, recipes.DDPMRecipe)])
     sub.add_parser("verify", help="hash and load every shipped model")
     sub.add_parser("list", help="list the zoo models and recipes")
     args = parser.parse_args(argv)
     if args.command == "train":
-        result = recipes.run_recipe(args.name, minutes=args.minutes, max_steps=args.max_steps, resume=args.resume,
-                                    workdir=args.workdir)
-        print(f"{args.name}: step {result.steps}, {result.minutes:.1f} min in all, "
-              f"last logged loss {result.final_loss:.4f}, finished={result.finished}")
+        steps, minutes, finished = recipes.run_recipe(args.name, minutes=args.minutes, max_steps=args.max_steps,
+                                                      resume=args.resume, workdir=args.workdir)
+        print(f"{args.name}: step {steps}, {minutes:.1f} min in all, finished={finished}")
         return 0
     if args.command == "export":
         entry = recipes.export_recipe(args.name)

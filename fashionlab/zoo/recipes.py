@@ -59,10 +59,30 @@ GARMENTS_DDPM_64 = DDPMRecipe(
     notes="4.3M-parameter UNet2DModel, self-attention at 8x8; about 23 images/s with bf16 on 2 cores.",
 )
 
-RECIPES: dict[str, DDPMRecipe] = {GARMENTS_DDPM_64.name: GARMENTS_DDPM_64}
+@dataclass(frozen=True)
+class CLIPRecipe:
+    """A tiny open_clip model trained contrastively on Garments of every style and extra."""
+
+    name: str
+    train: "CLIPTrainConfig"
+    notes: str = ""
 
 
-def get_recipe(name: str) -> DDPMRecipe:
+def _clip_recipes() -> dict[str, CLIPRecipe]:
+    from ..models.clip_training import CLIPTrainConfig
+
+    return {
+        "garments-clip-s": CLIPRecipe("garments-clip-s", CLIPTrainConfig(),
+                                      "6.1M-parameter CLIP (ViT 6x192 at 64 px, text 4x64), all styles and extras."),
+        "garments-clip-b": CLIPRecipe("garments-clip-b", CLIPTrainConfig(),
+                                      "14.0M-parameter CLIP (ViT 8x256 at 64 px, text 6x128), for 000's Table 4."),
+    }
+
+
+RECIPES: dict[str, DDPMRecipe | CLIPRecipe] = {GARMENTS_DDPM_64.name: GARMENTS_DDPM_64, **_clip_recipes()}
+
+
+def get_recipe(name: str) -> DDPMRecipe | CLIPRecipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     return RECIPES[name]
@@ -92,16 +112,23 @@ def garments_batch_sampler(seed: int, size: int, data_size: int, domain: str):
 
 def run_recipe(name: str, minutes: float | None = None, max_steps: int | None = None, resume: bool = False,
                workdir: Path | None = None, progress: bool = True):
-    """Train recipe ``name``; returns the :class:`~fashionlab.diffusion.train.TrainResult`."""
+    """Train recipe ``name``; returns (steps done in all, minutes in all, finished)."""
     from ..diffusion.train import train_ddpm
 
     recipe = get_recipe(name)
+    if isinstance(recipe, CLIPRecipe):
+        from ..models.clip_training import train_clip
+
+        steps, minutes_done = train_clip(name, recipe.train, workdir or TRAINING_DIR / name, minutes=minutes,
+                                         max_steps=max_steps, resume=resume, progress=progress)
+        return steps, minutes_done, steps >= recipe.train.total_steps
     torch.manual_seed(recipe.train.seed)  # only for parameter initialisation inside diffusers
     model = build_unet(recipe)
     sampler = garments_batch_sampler(recipe.data_seed, recipe.unet["sample_size"], recipe.data_size, recipe.domain)
-    return train_ddpm(model, build_scheduler(recipe), sampler, recipe.train,
-                      workdir or TRAINING_DIR / name, minutes=minutes, max_steps=max_steps, resume=resume,
-                      progress=progress)
+    result = train_ddpm(model, build_scheduler(recipe), sampler, recipe.train,
+                        workdir or TRAINING_DIR / name, minutes=minutes, max_steps=max_steps, resume=resume,
+                        progress=progress)
+    return result.steps, result.minutes, result.finished
 
 
 def evaluate_pixel_ddpm(unet, scheduler, n_samples: int = 256, sample_steps: int = 50, n_roundtrip: int = 16,

@@ -1,0 +1,248 @@
+"""Contrastive training and zero-shot evaluation of the tiny garment CLIPs.
+
+Chapter: "CLIP for garments"; zoo recipes ``garments-clip-s`` and ``garments-clip-b``.
+
+The CLIP objective (Radford et al., 2021): for a batch of N image-caption pairs with unit
+embeddings I_i, T_j and a learned temperature, the symmetric cross-entropy of the N x N logits
+``exp(logit_scale) * I @ T.T`` against the diagonal (``open_clip.ClipLoss``).
+
+Our CLIP must know *more* than the diffusion model: it sees every render style and every detail
+extra (the ``all`` domain) and captions with every template and with random attribute subsets,
+so that "a striped dress" matches a long caption's image too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.garments import (ATTRIBUTES, CAPTION_TEMPLATES, COLLARED, SCHEMA, SLEEVED, STYLES, GarmentSpec, caption,
+                             render, spec_for)
+from ..training import CSVLog, atomic_save, make_accelerator, warmup_cosine
+from .clip import CLIPBundle, create_clip, encode_text
+
+
+@dataclass(frozen=True)
+class CLIPTrainConfig:
+    """Hyperparameters of :func:`train_clip`."""
+
+    batch_size: int = 128
+    """Pairs per step; the contrastive task has batch_size - 1 negatives per positive."""
+    learning_rate: float = 5e-4
+    """Peak AdamW learning rate (CLIP's ViT-B used 5e-4)."""
+    weight_decay: float = 0.2
+    """AdamW weight decay (CLIP: 0.2)."""
+    warmup_steps: int = 200
+    total_steps: int = 4000
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    bf16: bool = True
+    checkpoint_minutes: float = 10.0
+    log_every: int = 25
+    seed: int = 0
+    data_seed: int = 10
+    """Garments seed of the training images (evaluation uses other seeds)."""
+    cache_size: int = 60000
+    """Pre-rendered training images (all styles and extras); captions are drawn fresh every step."""
+    full_caption_prob: float = 0.5
+    """Share of captions naming every attribute; the rest name a random subset of 1-3 (plus the category)."""
+
+
+def random_caption(spec: GarmentSpec, rng: np.random.Generator, full_caption_prob: float = 0.5) -> str:
+    """A training caption: a random template, and with probability 1 - ``full_caption_prob`` only a
+    random subset of 1-3 applicable attributes (the category is always named)."""
+    template = int(rng.integers(len(CAPTION_TEMPLATES)))
+    if rng.random() < full_caption_prob:
+        return caption(spec, template)
+    named = [a for a in ATTRIBUTES if a != "category" and getattr(spec, a) is not None]
+    k = int(rng.integers(1, 4))
+    subset = tuple(rng.choice(named, size=min(k, len(named)), replace=False).tolist())
+    return caption(spec, template, ("category",) + subset)
+
+
+def render_cache(seed: int, n: int, size: int = 64, domain: str = "all", progress: bool = True):
+    """(uint8 images (n, size, size, 3), specs) for items 0..n-1 of the Garments ``seed``."""
+    images = np.empty((n, size, size, 3), np.uint8)
+    specs = []
+    for i in tqdm(range(n), desc="rendering", disable=not progress, leave=False):
+        spec = spec_for(seed, i, domain)
+        images[i] = render(spec, size).image
+        specs.append(spec)
+    return images, specs
+
+
+def _to_pixels(images_u8: np.ndarray, bundle: CLIPBundle) -> torch.Tensor:
+    x = torch.from_numpy(images_u8).permute(0, 3, 1, 2).float().div(255.0)
+    mean = torch.tensor(bundle.mean).view(1, 3, 1, 1)
+    std = torch.tensor(bundle.std).view(1, 3, 1, 1)
+    if x.shape[-1] != bundle.image_size:
+        x = torch.nn.functional.interpolate(x, size=(bundle.image_size,) * 2, mode="bicubic", antialias=True)
+    return (x - mean) / std
+
+
+def train_clip(name: str, cfg: CLIPTrainConfig, workdir: str | Path, minutes: float | None = None,
+               max_steps: int | None = None, resume: bool = False, progress: bool = True,
+               cache: tuple[np.ndarray, list] | None = None):
+    """Train tiny CLIP ``name`` contrastively; checkpoints (model, optimiser, schedule, step, RNG
+    states) go to ``workdir/checkpoint.pt`` and the loss to ``workdir/loss.csv``."""
+    import open_clip
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = workdir / "checkpoint.pt", workdir / "loss.csv"
+    torch.manual_seed(cfg.seed)  # parameter initialisation inside open_clip
+    bundle = create_clip(name)
+    model = bundle.model.train()
+    accelerator = make_accelerator(cfg.bf16)
+    decay, no_decay = [], []
+    for pname, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "logit_scale" in pname or "embedding" in pname else decay).append(p)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate, betas=(0.9, 0.98),
+                                  eps=1e-6)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, cfg.total_steps,
+                                                                          cfg.min_lr_ratio))
+    batch_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    caption_rng = np.random.default_rng([cfg.seed, 2])
+    step, minutes_before = 0, 0.0
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"resume=True but there is no checkpoint at {ckpt_path}")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state["config"] != asdict(cfg) or state["name"] != name:
+            raise ValueError(f"checkpoint {ckpt_path} was written for {state['name']} with config {state['config']}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        batch_gen.set_state(state["batch_rng"])
+        caption_rng.bit_generator.state = state["caption_rng"]
+        step, minutes_before = state["step"], state["minutes"]
+    images, specs = cache if cache is not None else render_cache(cfg.data_seed, cfg.cache_size, bundle.image_size,
+                                                                  progress=progress)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    loss_fn = open_clip.ClipLoss()
+    start = time.time()
+
+    def save() -> None:
+        atomic_save({"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
+                     "schedule": schedule.state_dict(), "batch_rng": batch_gen.get_state(),
+                     "caption_rng": caption_rng.bit_generator.state, "step": step, "name": name,
+                     "minutes": minutes_before + (time.time() - start) / 60, "config": asdict(cfg)}, ckpt_path)
+
+    log = CSVLog(log_path, ["step", "loss", "lr", "logit_scale", "pairs_per_s", "minutes"], fresh=not resume)
+    stop = cfg.total_steps if max_steps is None else min(cfg.total_steps, step + max_steps)
+    last_ckpt, window, running, count = time.time(), time.time(), 0.0, 0
+    bar = tqdm(total=stop, initial=step, desc=name, disable=not progress)
+    try:
+        while step < stop:
+            if minutes is not None and (time.time() - start) / 60 >= minutes:
+                break
+            idx = torch.randint(0, len(specs), (cfg.batch_size,), generator=batch_gen).numpy()
+            pixels = _to_pixels(images[idx], bundle).to(accelerator.device)
+            texts = [random_caption(specs[i], caption_rng, cfg.full_caption_prob) for i in idx]
+            tokens = bundle.tokenizer(texts).to(accelerator.device)
+            with accelerator.autocast():
+                image_f, text_f, scale = model(pixels, tokens)[:3]  # unit features and exp(logit_scale)
+            loss = loss_fn(image_f.float(), text_f.float(), scale.float())
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():  # CLIP clamps the temperature at 100
+                accelerator.unwrap_model(model).logit_scale.clamp_(0, np.log(100))
+            step += 1
+            running += loss.item()
+            count += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == stop:
+                rate = count * cfg.batch_size / max(1e-9, time.time() - window)
+                log.write([step, f"{running / count:.4f}", f"{schedule.get_last_lr()[0]:.3e}",
+                           f"{scale.item():.2f}", f"{rate:.1f}", f"{minutes_before + (time.time() - start) / 60:.2f}"])
+                running, count, window = 0.0, 0, time.time()
+            if (time.time() - last_ckpt) / 60 >= cfg.checkpoint_minutes:
+                save()
+                last_ckpt = time.time()
+    finally:
+        bar.close()
+        log.close()
+    save()
+    return step, minutes_before + (time.time() - start) / 60
+
+
+# ----------------------------------------------------------------------------------------
+# Zero-shot evaluation with prompt ensembles
+# ----------------------------------------------------------------------------------------
+def _phrase(attribute: str, value: str, category: str) -> str:
+    """A caption-like phrase naming ``value`` of ``attribute`` on a garment of ``category``."""
+    spec = GarmentSpec(category, **_defaults(category)).edit(**{attribute: value})
+    return caption(spec, 0, (attribute,))
+
+
+def class_prompts(attribute: str) -> dict[str, list[str]]:
+    """Prompt ensemble per class: the class named on every category it applies to (and, for the
+    render style, in each style's own words)."""
+    if attribute == "style":
+        words = {"photo": "a photo of", "sketch": "a sketch of", "cartoon": "a cartoon of"}
+        return {s: [f"{words[s]} {caption(GarmentSpec(c, **_defaults(c)), 0, ('category',))}" for c in SCHEMA["category"]]
+                for s in STYLES}
+    if attribute == "category":
+        return {c: [caption(GarmentSpec(c, **_defaults(c)), t, ("category",)) for t in (0, 1)]
+                for c in SCHEMA["category"]}
+    categories = {"sleeve": SLEEVED, "collar": COLLARED, "neckline": ("t-shirt", "dress")}.get(attribute, SCHEMA["category"])
+    return {v: [_phrase(attribute, v, c) for c in categories] for v in SCHEMA[attribute]}
+
+
+def _defaults(category: str) -> dict:
+    kwargs: dict = {}
+    if category in SLEEVED:
+        kwargs["sleeve"] = "short"
+    if category in COLLARED:
+        kwargs["collar"] = "none"
+    if category in ("t-shirt", "dress") or category in COLLARED:
+        kwargs["neckline"] = "round"
+    return kwargs
+
+
+@torch.no_grad()
+def zero_shot_table(bundle: CLIPBundle, seed: int = 100, n: int = 1000, batch_size: int = 250,
+                    cache: tuple[np.ndarray, list] | None = None) -> dict:
+    """Held-out zero-shot accuracy per attribute (and render style), overall and per style, plus
+    image->text and text->image recall@1/@5 on full captions. Returns a dict of plain numbers."""
+    images, specs = cache if cache is not None else render_cache(seed, n, bundle.image_size, progress=False)
+    feats = []
+    for start in range(0, len(specs), batch_size):
+        pixels = _to_pixels(images[start:start + batch_size], bundle)
+        feats.append(torch.nn.functional.normalize(bundle.model.encode_image(pixels), dim=-1))
+    image_f = torch.cat(feats)
+    results: dict = {"accuracy": {}, "accuracy_by_style": {}}
+    for attribute in ATTRIBUTES + ("style",):
+        prompts = class_prompts(attribute)
+        classes = list(prompts)
+        class_f = torch.stack([torch.nn.functional.normalize(encode_text(bundle, prompts[c]).mean(0), dim=-1)
+                               for c in classes])
+        labels = [getattr(s, attribute) for s in specs]
+        keep = [i for i, v in enumerate(labels) if v is not None]
+        pred = (image_f[keep] @ class_f.T).argmax(dim=1)
+        truth = torch.tensor([classes.index(labels[i]) for i in keep])
+        correct = (pred == truth).float()
+        results["accuracy"][attribute] = round(float(correct.mean()), 4)
+        results["accuracy_by_style"][attribute] = {
+            style: round(float(correct[[k for k, i in enumerate(keep) if specs[i].style == style]].mean()), 4)
+            for style in STYLES}
+    texts = [caption(s, 0) for s in specs]
+    text_f = torch.cat([encode_text(bundle, texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
+    sim = image_f @ text_f.T  # (n, n); pair i is the diagonal
+    target = torch.arange(len(specs))
+    for direction, matrix in (("image_to_text", sim), ("text_to_image", sim.T)):
+        ranks = (matrix > matrix[target, target][:, None]).sum(dim=1)  # how many beat the true pair
+        for k in (1, 5):
+            results[f"{direction}_R@{k}"] = round(float((ranks < k).float().mean()), 4)
+    results["n_heldout"] = len(specs)
+    results["heldout_seed"] = seed
+    return results
