@@ -157,3 +157,23 @@ def extending_augmentations(images: torch.Tensor, num_views: int = 8, generator:
         out = out.index_copy(0, idx.to(images.device), warped)
     views.append(out)
     return torch.cat(views)
+
+
+def masked_attribute_ce(logits: dict[str, torch.Tensor], labels: torch.Tensor,
+                        attributes: Sequence[str]) -> torch.Tensor:
+    """Multi-attribute cross-entropy with missing labels masked out (paper 000, eq. 6).
+
+    ``logits[a]`` is (B, C_a); ``labels`` is (B, len(attributes)) with -1 where attribute a does
+    not apply (a neckline on trousers). The loss is the sum over attributes of the mean CE over
+    the images where the attribute applies; attributes absent from the whole batch add nothing.
+    """
+    if labels.dim() != 2 or labels.shape[1] != len(attributes):
+        raise ValueError(f"labels must be (B, {len(attributes)}), got {tuple(labels.shape)}")
+    total = labels.new_zeros((), dtype=torch.float32)
+    for k, name in enumerate(attributes):
+        if name not in logits:
+            raise ValueError(f"logits lack attribute {name!r}; got {sorted(logits)}")
+        target = labels[:, k]
+        if bool((target >= 0).any()):
+            total = total + F.cross_entropy(logits[name].float(), target, ignore_index=-1)
+    return total

@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 
 def cpu_supports_bf16() -> bool:
@@ -72,3 +75,88 @@ class CSVLog:
 
     def close(self) -> None:
         self.handle.close()
+
+
+def load_checkpoint(path: Path, config: dict, model: torch.nn.Module, optimizer, schedule) -> dict:
+    """Load ``path`` into model, optimiser and schedule after checking it was written with ``config``;
+    returns the whole state (for the loop's own extras: RNG states, EMA, ...)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"resume=True but there is no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["config"] != config:
+        raise ValueError(f"checkpoint {path} was written with a different config: {state['config']}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["lr_schedule"])
+    return state
+
+
+@dataclass
+class FitResult:
+    steps: int
+    """Steps done in all (including earlier, resumed runs)."""
+    minutes: float
+    """Wall-clock minutes in all."""
+    last_loss: float
+    """Mean loss of the last logged window (nan if nothing was logged)."""
+
+
+def fit(*, model, optimizer, schedule, accelerator, compute_loss: Callable[[], torch.Tensor], workdir: Path,
+        config: dict, total_steps: int, batch_size: int, grad_clip: float, log_every: int,
+        checkpoint_minutes: float, extra_state: Callable[[], dict], step: int = 0, minutes_before: float = 0.0,
+        after_step: Callable[[int], None] | None = None, log_columns: tuple[str, ...] = (),
+        log_values: Callable[[], list] | None = None, minutes: float | None = None, max_steps: int | None = None,
+        fresh_log: bool = True, progress: bool = True, desc: str = "train") -> FitResult:
+    """The loop every zoo recipe shares: loss, backward, clip, optimiser and schedule steps, a
+    CSV row every ``log_every`` steps, and an atomic checkpoint at least every
+    ``checkpoint_minutes`` and at the end. ``compute_loss()`` draws its own batch; ``after_step``
+    (e.g. an EMA update) runs after each optimiser step; ``extra_state()`` adds the loop's own
+    resume state (RNGs, EMA) to the checkpoint. Stops at ``total_steps``, after ``max_steps``
+    more steps, or after ``minutes``."""
+    ckpt_path, log_path = workdir / "checkpoint.pt", workdir / "loss.csv"
+    start = time.time()
+
+    def save() -> None:
+        state = {"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
+                 "lr_schedule": schedule.state_dict(), "step": step,
+                 "minutes": minutes_before + (time.time() - start) / 60, "config": config}
+        state.update(extra_state())
+        atomic_save(state, ckpt_path)
+
+    log = CSVLog(log_path, ["step", "loss", "lr", *log_columns, "images_per_s", "minutes"], fresh=fresh_log)
+    stop = total_steps if max_steps is None else min(total_steps, step + max_steps)
+    last_ckpt, window, running, count, last_loss = time.time(), time.time(), 0.0, 0, float("nan")
+    bar = tqdm(total=stop, initial=step, desc=desc, disable=not progress)
+    model.train()
+    try:
+        while step < stop:
+            if minutes is not None and (time.time() - start) / 60 >= minutes:
+                break
+            loss = compute_loss()
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            if after_step is not None:
+                after_step(step)
+            step += 1
+            running += loss.item()
+            count += 1
+            bar.update(1)
+            if step % log_every == 0 or step == stop:
+                rate = count * batch_size / max(1e-9, time.time() - window)
+                last_loss = running / count
+                extra = log_values() if log_values is not None else []
+                log.write([step, f"{last_loss:.5f}", f"{schedule.get_last_lr()[0]:.3e}", *extra, f"{rate:.1f}",
+                           f"{minutes_before + (time.time() - start) / 60:.2f}"])
+                bar.set_postfix(loss=f"{last_loss:.4f}")
+                running, count, window = 0.0, 0, time.time()
+            if (time.time() - last_ckpt) / 60 >= checkpoint_minutes:
+                save()
+                last_ckpt = time.time()
+    finally:
+        bar.close()
+        log.close()
+    save()
+    return FitResult(step, minutes_before + (time.time() - start) / 60, last_loss)

@@ -50,7 +50,7 @@ def _export_small(tmp_path: Path) -> tuple[Path, Path, UNet2DModel]:
     weights_dir, manifest = tmp_path / "weights", tmp_path / "MANIFEST.json"
     cfg = {"unet": dict(unet.config), "scheduler": {"num_train_timesteps": 1000}}
     cfg["unet"] = {k: v for k, v in cfg["unet"].items() if not k.startswith("_")}
-    registry.export_pixel_ddpm("garments-ddpm-64", unet, cfg, {"recipe": "test"}, weights_dir, manifest)
+    registry.export_weights("garments-ddpm-64", unet, cfg, {"recipe": "test"}, weights_dir, manifest)
     return weights_dir, manifest, unet
 
 

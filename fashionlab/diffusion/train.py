@@ -14,15 +14,13 @@ Colab GPU, or under ``accelerate launch`` on several GPUs.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
-from ..training import CSVLog, atomic_save, make_accelerator, warmup_cosine
+from ..training import fit, load_checkpoint, make_accelerator, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -90,106 +88,55 @@ def train_ddpm(
         raise ValueError(f"batch_size and total_steps must be >= 1, got {cfg.batch_size}, {cfg.total_steps}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = workdir / "checkpoint.pt"
-    log_path = workdir / "loss.csv"
-
     accelerator = make_accelerator(cfg.bf16)
     device = accelerator.device
-
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio))
     ema = [p.detach().clone() for p in model.parameters()]
     data_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step, elapsed_before = 0, 0.0
-
+    step, minutes_before = 0, 0.0
     if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"resume=True but there is no checkpoint at {ckpt_path}")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(cfg):
-            raise ValueError(f"checkpoint {ckpt_path} was written with a different config: {state['config']}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_schedule.load_state_dict(state["lr_schedule"])
+        state = load_checkpoint(workdir / "checkpoint.pt", asdict(cfg), model, optimizer, lr_schedule)
         for p_ema, saved in zip(ema, state["ema"]):
             p_ema.copy_(saved)
         data_gen.set_state(state["data_rng"])
         noise_gen.set_state(state["noise_rng"])
-        step, elapsed_before = state["step"], state["minutes"]
-
+        step, minutes_before = state["step"], state["minutes"]
     model, optimizer = accelerator.prepare(model, optimizer)
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     num_train_timesteps = noise_scheduler.config.num_train_timesteps
 
-    def save() -> None:
-        unwrapped = accelerator.unwrap_model(model)
-        state = {
-            "model": unwrapped.state_dict(),
-            "ema": [p.detach().cpu() for p in ema],
-            "optimizer": optimizer.state_dict(),
-            "lr_schedule": lr_schedule.state_dict(),
-            "data_rng": data_gen.get_state(),
-            "noise_rng": noise_gen.get_state(),
-            "step": step,
-            "minutes": elapsed_before + (time.time() - start) / 60,
-            "config": asdict(cfg),
-        }
-        atomic_save(state, ckpt_path)
+    def compute_loss() -> torch.Tensor:
+        # 1. x0 ~ data; t ~ U{0..T-1}; eps ~ N(0, I)
+        x0 = sample_batch(data_gen, cfg.batch_size).to(device)
+        t = torch.randint(0, num_train_timesteps, (x0.shape[0],), generator=noise_gen).to(device)
+        eps = torch.randn(x0.shape, generator=noise_gen).to(device)
+        # 2. x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps   (forward process, eq. 4 of DDPM)
+        alpha_bar_t = alphas_cumprod[t].view(-1, 1, 1, 1)
+        x_t = alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * eps
+        # 3. L_simple = || eps - eps_theta(x_t, t) ||^2
+        with accelerator.autocast():
+            eps_pred = model(x_t, t).sample
+        return torch.nn.functional.mse_loss(eps_pred.float(), eps)
 
-    start = time.time()
-    last_ckpt = start
-    stop_step = cfg.total_steps if max_steps is None else min(cfg.total_steps, step + max_steps)
-    log = CSVLog(log_path, ["step", "loss", "lr", "images_per_s", "minutes"], fresh=not resume)
-    running, count, window_start = 0.0, 0, time.time()
-    last_loss = float("nan")
-    bar = tqdm(total=stop_step, initial=step, desc="ddpm", disable=not progress)
-    model.train()
-    try:
-        while step < stop_step:
-            if minutes is not None and (time.time() - start) / 60 >= minutes:
-                break
-            # 1. x0 ~ data; t ~ U{0..T-1}; eps ~ N(0, I)
-            x0 = sample_batch(data_gen, cfg.batch_size).to(device)
-            t = torch.randint(0, num_train_timesteps, (x0.shape[0],), generator=noise_gen).to(device)
-            eps = torch.randn(x0.shape, generator=noise_gen).to(device)
-            # 2. x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps   (forward process, eq. 4 of DDPM)
-            alpha_bar_t = alphas_cumprod[t].view(-1, 1, 1, 1)
-            x_t = alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * eps
-            # 3. L_simple = || eps - eps_theta(x_t, t) ||^2
-            with accelerator.autocast():
-                eps_pred = model(x_t, t).sample
-            loss = torch.nn.functional.mse_loss(eps_pred.float(), eps)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            lr_schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            # 4. EMA of the weights
-            decay = _ema_decay(step, cfg.ema_max_decay)
-            with torch.no_grad():
-                for p_ema, p in zip(ema, accelerator.unwrap_model(model).parameters()):
-                    p_ema.mul_(decay).add_(p.detach().cpu(), alpha=1 - decay)
-            step += 1
-            running += loss.item()
-            count += 1
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == stop_step:
-                rate = count * cfg.batch_size / max(1e-9, time.time() - window_start)
-                log.write([step, f"{running / count:.5f}", f"{lr_schedule.get_last_lr()[0]:.3e}", f"{rate:.1f}",
-                           f"{elapsed_before + (time.time() - start) / 60:.2f}"])
-                bar.set_postfix(loss=f"{running / count:.4f}")
-                last_loss = running / count
-                running, count, window_start = 0.0, 0, time.time()
-            if (time.time() - last_ckpt) / 60 >= cfg.checkpoint_minutes:
-                save()
-                last_ckpt = time.time()
-    finally:
-        bar.close()
-        log.close()
-    save()
-    return TrainResult(step, elapsed_before + (time.time() - start) / 60, last_loss, step >= cfg.total_steps)
+    def update_ema(step_done: int) -> None:
+        # 4. EMA of the weights, with the warm-up decay of diffusers' EMAModel
+        decay = _ema_decay(step_done, cfg.ema_max_decay)
+        with torch.no_grad():
+            for p_ema, p in zip(ema, accelerator.unwrap_model(model).parameters()):
+                p_ema.mul_(decay).add_(p.detach().cpu(), alpha=1 - decay)
+
+    result = fit(model=model, optimizer=optimizer, schedule=lr_schedule, accelerator=accelerator,
+                 compute_loss=compute_loss, workdir=workdir, config=asdict(cfg), total_steps=cfg.total_steps,
+                 batch_size=cfg.batch_size, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
+                 checkpoint_minutes=cfg.checkpoint_minutes, step=step, minutes_before=minutes_before,
+                 extra_state=lambda: {"ema": [p.detach().cpu() for p in ema], "data_rng": data_gen.get_state(),
+                                      "noise_rng": noise_gen.get_state()},
+                 after_step=update_ema, minutes=minutes, max_steps=max_steps, fresh_log=not resume,
+                 progress=progress, desc="ddpm")
+    return TrainResult(result.steps, result.minutes, result.last_loss, result.steps >= cfg.total_steps)
 
 
 def load_ema_weights(model: torch.nn.Module, workdir: str | Path) -> torch.nn.Module:

@@ -13,7 +13,6 @@ so that "a striped dress" matches a long caption's image too.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..data.garments import (ATTRIBUTES, CAPTION_TEMPLATES, COLLARED, SCHEMA, SLEEVED, STYLES, GarmentSpec, caption,
                              render, spec_for)
-from ..training import CSVLog, atomic_save, make_accelerator, warmup_cosine
+from ..training import fit, load_checkpoint, make_accelerator, warmup_cosine
 from .clip import CLIPBundle, create_clip, encode_text
 
 
@@ -87,17 +86,17 @@ def _to_pixels(images_u8: np.ndarray, bundle: CLIPBundle) -> torch.Tensor:
 
 def train_clip(name: str, cfg: CLIPTrainConfig, workdir: str | Path, minutes: float | None = None,
                max_steps: int | None = None, resume: bool = False, progress: bool = True,
-               cache: tuple[np.ndarray, list] | None = None):
+               cache: tuple[np.ndarray, list] | None = None) -> tuple[int, float]:
     """Train tiny CLIP ``name`` contrastively; checkpoints (model, optimiser, schedule, step, RNG
-    states) go to ``workdir/checkpoint.pt`` and the loss to ``workdir/loss.csv``."""
+    states) go to ``workdir/checkpoint.pt`` and the loss to ``workdir/loss.csv``. Returns
+    (steps in all, minutes in all)."""
     import open_clip
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = workdir / "checkpoint.pt", workdir / "loss.csv"
     torch.manual_seed(cfg.seed)  # parameter initialisation inside open_clip
     bundle = create_clip(name)
-    model = bundle.model.train()
+    model = bundle.model
     accelerator = make_accelerator(cfg.bf16)
     decay, no_decay = [], []
     for pname, p in model.named_parameters():
@@ -109,16 +108,10 @@ def train_clip(name: str, cfg: CLIPTrainConfig, workdir: str | Path, minutes: fl
                                                                           cfg.min_lr_ratio))
     batch_gen = torch.Generator().manual_seed(cfg.seed + 1)
     caption_rng = np.random.default_rng([cfg.seed, 2])
+    config = {**asdict(cfg), "name": name}
     step, minutes_before = 0, 0.0
     if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"resume=True but there is no checkpoint at {ckpt_path}")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(cfg) or state["name"] != name:
-            raise ValueError(f"checkpoint {ckpt_path} was written for {state['name']} with config {state['config']}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+        state = load_checkpoint(workdir / "checkpoint.pt", config, model, optimizer, schedule)
         batch_gen.set_state(state["batch_rng"])
         caption_rng.bit_generator.state = state["caption_rng"]
         step, minutes_before = state["step"], state["minutes"]
@@ -126,53 +119,32 @@ def train_clip(name: str, cfg: CLIPTrainConfig, workdir: str | Path, minutes: fl
                                                                   progress=progress)
     model, optimizer = accelerator.prepare(model, optimizer)
     loss_fn = open_clip.ClipLoss()
-    start = time.time()
+    last_scale = [0.0]
 
-    def save() -> None:
-        atomic_save({"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
-                     "schedule": schedule.state_dict(), "batch_rng": batch_gen.get_state(),
-                     "caption_rng": caption_rng.bit_generator.state, "step": step, "name": name,
-                     "minutes": minutes_before + (time.time() - start) / 60, "config": asdict(cfg)}, ckpt_path)
+    def compute_loss() -> torch.Tensor:
+        idx = torch.randint(0, len(specs), (cfg.batch_size,), generator=batch_gen).numpy()
+        pixels = _to_pixels(images[idx], bundle).to(accelerator.device)
+        texts = [random_caption(specs[i], caption_rng, cfg.full_caption_prob) for i in idx]
+        tokens = bundle.tokenizer(texts).to(accelerator.device)
+        with accelerator.autocast():
+            image_f, text_f, scale = model(pixels, tokens)[:3]  # unit features and exp(logit_scale)
+        last_scale[0] = scale.item()
+        return loss_fn(image_f.float(), text_f.float(), scale.float())
 
-    log = CSVLog(log_path, ["step", "loss", "lr", "logit_scale", "pairs_per_s", "minutes"], fresh=not resume)
-    stop = cfg.total_steps if max_steps is None else min(cfg.total_steps, step + max_steps)
-    last_ckpt, window, running, count = time.time(), time.time(), 0.0, 0
-    bar = tqdm(total=stop, initial=step, desc=name, disable=not progress)
-    try:
-        while step < stop:
-            if minutes is not None and (time.time() - start) / 60 >= minutes:
-                break
-            idx = torch.randint(0, len(specs), (cfg.batch_size,), generator=batch_gen).numpy()
-            pixels = _to_pixels(images[idx], bundle).to(accelerator.device)
-            texts = [random_caption(specs[i], caption_rng, cfg.full_caption_prob) for i in idx]
-            tokens = bundle.tokenizer(texts).to(accelerator.device)
-            with accelerator.autocast():
-                image_f, text_f, scale = model(pixels, tokens)[:3]  # unit features and exp(logit_scale)
-            loss = loss_fn(image_f.float(), text_f.float(), scale.float())
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            with torch.no_grad():  # CLIP clamps the temperature at 100
-                accelerator.unwrap_model(model).logit_scale.clamp_(0, np.log(100))
-            step += 1
-            running += loss.item()
-            count += 1
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == stop:
-                rate = count * cfg.batch_size / max(1e-9, time.time() - window)
-                log.write([step, f"{running / count:.4f}", f"{schedule.get_last_lr()[0]:.3e}",
-                           f"{scale.item():.2f}", f"{rate:.1f}", f"{minutes_before + (time.time() - start) / 60:.2f}"])
-                running, count, window = 0.0, 0, time.time()
-            if (time.time() - last_ckpt) / 60 >= cfg.checkpoint_minutes:
-                save()
-                last_ckpt = time.time()
-    finally:
-        bar.close()
-        log.close()
-    save()
-    return step, minutes_before + (time.time() - start) / 60
+    def clamp_temperature(step_done: int) -> None:
+        with torch.no_grad():  # CLIP clamps the logit scale at 100
+            accelerator.unwrap_model(model).logit_scale.clamp_(0, np.log(100))
+
+    result = fit(model=model, optimizer=optimizer, schedule=schedule, accelerator=accelerator,
+                 compute_loss=compute_loss, workdir=workdir, config=config, total_steps=cfg.total_steps,
+                 batch_size=cfg.batch_size, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
+                 checkpoint_minutes=cfg.checkpoint_minutes, step=step, minutes_before=minutes_before,
+                 extra_state=lambda: {"batch_rng": batch_gen.get_state(),
+                                      "caption_rng": caption_rng.bit_generator.state},
+                 after_step=clamp_temperature, log_columns=("logit_scale",),
+                 log_values=lambda: [f"{last_scale[0]:.2f}"], minutes=minutes, max_steps=max_steps,
+                 fresh_log=not resume, progress=progress, desc=name)
+    return result.steps, result.minutes
 
 
 # ----------------------------------------------------------------------------------------

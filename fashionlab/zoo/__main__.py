@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--minutes", type=float, default=None, help="stop after this much wall-clock time")
     train.add_argument("--max-steps", type=int, default=None, help="stop after this many more steps")
     train.add_argument("--workdir", type=Path, default=None, help="checkpoint folder (default: training/<name>)")
-    export = sub.add_parser("export", help="evaluate a trained DDPM recipe and ship its EMA weights (fp16) to the zoo")
-    export.add_argument("name", choices=[n for n, r in recipes.RECIPES.items() if isinstance(r, recipes.DDPMRecipe)])
+    export = sub.add_parser("export", help="evaluate a trained recipe and ship its weights (fp16) to the zoo")
+    export.add_argument("name", choices=[n for n, r in recipes.RECIPES.items()
+                                         if isinstance(r, (recipes.DDPMRecipe, recipes.EvaluatorRecipe))])
     sub.add_parser("verify", help="hash and load every shipped model")
     sub.add_parser("list", help="list the zoo models and recipes")
     args = parser.parse_args(argv)
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.name}: step {steps}, {minutes:.1f} min in all, finished={finished}")
         return 0
     if args.command == "export":
-        entry = recipes.export_recipe(args.name)
+        if isinstance(recipes.get_recipe(args.name), recipes.EvaluatorRecipe):
+            entry = recipes.export_evaluator(args.name)
+        else:
+            entry = recipes.export_recipe(args.name)
         print(json.dumps(entry, indent=2, sort_keys=True))
         return 0
     if args.command == "verify":
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if any(s != "ok" for s in results.values()) else 0
     for row in registry.list_models():
         print(f"{row['name']} ({row['kind']}): tiny weights {'shipped' if row['tiny'] else 'not yet shipped'}; "
-              f"full = {row['full']}")
+              f"full = {row['full'] or 'the same shipped weights'}")
     for name, recipe in recipes.RECIPES.items():
         print(f"recipe {name}: {recipe.notes}")
     return 0

@@ -79,10 +79,46 @@ def _clip_recipes() -> dict[str, CLIPRecipe]:
     }
 
 
-RECIPES: dict[str, DDPMRecipe | CLIPRecipe] = {GARMENTS_DDPM_64.name: GARMENTS_DDPM_64, **_clip_recipes()}
+@dataclass(frozen=True)
+class EvaluatorRecipe:
+    """The oracle classifier or the part parser, trained on augmented renders of every style."""
+
+    name: str
+    kind: str
+    """``"oracle"`` or ``"parser"``."""
+    model: dict
+    """Keyword arguments of GarmentOracle / GarmentParser."""
+    train: "SupervisedTrainConfig"
+    notes: str = ""
 
 
-def get_recipe(name: str) -> DDPMRecipe | CLIPRecipe:
+def _evaluator_recipes() -> dict[str, EvaluatorRecipe]:
+    from ..models.supervised_training import SupervisedTrainConfig
+
+    return {
+        "garments-oracle": EvaluatorRecipe(
+            "garments-oracle", "oracle", {"widths": (32, 64, 128, 192), "blocks_per_stage": 1},
+            SupervisedTrainConfig(), "Small ResNet, 8 attribute heads + style; noise and blur augmentation."),
+        "garments-parser": EvaluatorRecipe(
+            "garments-parser", "parser", {"widths": (32, 64, 96, 128)},
+            SupervisedTrainConfig(learning_rate=2e-3, total_steps=2500, batch_size=64),
+            "Small U-Net for the six part labels; noise and blur augmentation."),
+    }
+
+
+RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe] = {
+    GARMENTS_DDPM_64.name: GARMENTS_DDPM_64, **_clip_recipes(), **_evaluator_recipes()}
+
+
+def build_evaluator(recipe: EvaluatorRecipe) -> torch.nn.Module:
+    from ..models.oracle import GarmentOracle
+    from ..models.parser import GarmentParser
+
+    torch.manual_seed(recipe.train.seed)  # parameter initialisation
+    return (GarmentOracle if recipe.kind == "oracle" else GarmentParser)(**recipe.model)
+
+
+def get_recipe(name: str) -> DDPMRecipe | CLIPRecipe | EvaluatorRecipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     return RECIPES[name]
@@ -116,6 +152,15 @@ def run_recipe(name: str, minutes: float | None = None, max_steps: int | None = 
     from ..diffusion.train import train_ddpm
 
     recipe = get_recipe(name)
+    if isinstance(recipe, EvaluatorRecipe):
+        from ..models import supervised_training as ST
+
+        cache = ST.render_training_cache(recipe.train.data_seed, recipe.train.cache_size, progress=progress)
+        loss_fn = ST.oracle_loss if recipe.kind == "oracle" else ST.parser_loss
+        steps, minutes_done = ST.train_supervised(build_evaluator(recipe), loss_fn, cache, recipe.train,
+                                                  workdir or TRAINING_DIR / name, minutes=minutes,
+                                                  max_steps=max_steps, resume=resume, progress=progress)
+        return steps, minutes_done, steps >= recipe.train.total_steps
     if isinstance(recipe, CLIPRecipe):
         from ..models.clip_training import train_clip
 
@@ -174,10 +219,47 @@ def evaluate_pixel_ddpm(unet, scheduler, n_samples: int = 256, sample_steps: int
     return metrics, samples
 
 
+def export_evaluator(name: str, workdir: Path | None = None, heldout_seed: int = 200, n_heldout: int = 2000,
+                     weights_dir: Path | None = None, manifest_path: Path | None = None, progress: bool = True) -> dict:
+    """Evaluate a trained oracle/parser on held-out renders (weights rounded to fp16 as shipped)
+    and export it to the zoo with its metrics. Returns the manifest entry."""
+    from ..models import supervised_training as ST
+    from . import registry
+
+    recipe = get_recipe(name)
+    workdir = workdir or TRAINING_DIR / name
+    state = torch.load(workdir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model = build_evaluator(recipe)
+    model.load_state_dict(state["model"])
+    with torch.no_grad():
+        for t in list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]:
+            t.copy_(t.half().float())
+    cache = ST.render_training_cache(heldout_seed, n_heldout, progress=progress)
+    if recipe.kind == "oracle":
+        metrics = {"clean": ST.evaluate_oracle(model, cache),
+                   "noisy": ST.evaluate_oracle(model, cache, noise_max=recipe.train.noise_max,
+                                               blur_max=recipe.train.blur_max)}
+    else:
+        metrics = ST.evaluate_parser(model, cache)
+    metrics["heldout"] = f"{n_heldout} renders of Garments seed {heldout_seed}, all styles and extras"
+    record = {"recipe": name, "data": f"Garments seed {recipe.train.data_seed}, all domains, "
+                                      f"{recipe.train.cache_size} renders", "data_seed": recipe.train.data_seed,
+              "training_minutes": round(float(state["minutes"]), 1), "training_steps": int(state["step"]),
+              "batch_size": recipe.train.batch_size, "final_loss": _last_loss(workdir), "metrics": metrics}
+    cfg = {"model": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.model.items()}}
+    kwargs = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
+    return registry.export_weights(name, model, cfg, record, **kwargs)
+
+
+def _last_loss(workdir: Path) -> float | None:
+    rows = (workdir / "loss.csv").read_text().strip().splitlines()
+    return float(rows[-1].split(",")[1]) if len(rows) > 1 else None
+
+
 def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | None = None,
                   manifest_path: Path | None = None, evaluate: bool = True, progress: bool = True) -> dict:
-    """Export the EMA weights of a trained recipe to the zoo (fp16) with its metrics; also save a
-    sample grid PNG beside the checkpoint. Returns the manifest entry."""
+    """Export the EMA weights of a trained DDPM recipe to the zoo (fp16) with its metrics; also save
+    a sample grid PNG beside the checkpoint. Returns the manifest entry."""
     from PIL import Image
 
     from ..data.garments import to_uint8
@@ -200,7 +282,6 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
         rows = [torch.from_numpy(grid[r * 8:(r + 1) * 8]).permute(1, 0, 2, 3).reshape(grid.shape[1], -1, 3)
                 for r in range(8)]
         Image.fromarray(torch.cat(rows).numpy()).save(workdir / "samples.png")
-    loss_rows = (workdir / "loss.csv").read_text().strip().splitlines()
     record = {
         "recipe": name,
         "data": f"Garments seed {recipe.data_seed}, domain '{recipe.domain}', size {recipe.unet['sample_size']}",
@@ -209,17 +290,13 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
         "training_steps": int(state["step"]),
         "planned_steps": recipe.train.total_steps,
         "batch_size": recipe.train.batch_size,
-        "final_loss": float(loss_rows[-1].split(",")[1]) if len(loss_rows) > 1 else None,
+        "final_loss": _last_loss(workdir),
         "metrics": metrics,
     }
     cfg = {"unet": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.unet.items()},
            "scheduler": recipe.scheduler}
-    kwargs = {}
-    if weights_dir is not None:
-        kwargs["weights_dir"] = weights_dir
-    if manifest_path is not None:
-        kwargs["manifest_path"] = manifest_path
-    entry = registry.export_pixel_ddpm(name, unet, cfg, record, **kwargs)
+    kwargs = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
+    entry = registry.export_weights(name, unet, cfg, record, **kwargs)
     # Ship the training loss curve beside the weights, for the chapter's plot.
     target_dir = weights_dir if weights_dir is not None else registry.WEIGHTS_DIR
     (target_dir / f"{name}.loss.csv").write_text((workdir / "loss.csv").read_text())

@@ -35,9 +35,11 @@ MANIFEST_PATH = ZOO_DIR / "MANIFEST.json"
 class ZooEntry:
     name: str
     kind: str
-    """What the loader builds: ``"pixel-ddpm"`` (UNet2DModel + DDPMScheduler)."""
-    full_hub_id: str
-    """The ``full``-profile checkpoint on the hub."""
+    """What the loader builds: ``"pixel-ddpm"`` (UNet2DModel + DDPMScheduler), ``"clip"`` (open_clip),
+    ``"oracle"`` or ``"parser"`` (our evaluators)."""
+    full_hub_id: str | None
+    """The ``full``-profile checkpoint on the hub (None: the evaluators grade Garments images and use
+    the same shipped weights under both profiles)."""
     full_subfolders: tuple[str, str] | None
     """(unet, scheduler) subfolders of the hub repository, or None for a flat layout."""
     description: str
@@ -58,6 +60,14 @@ REGISTRY: dict[str, ZooEntry] = {
             "hub_id=..., and PixelDenoiser splits its output."
         ),
     ),
+    "garments-clip-s": ZooEntry("garments-clip-s", "clip", "ViT-B-16 (openai)", None,
+                                "Tiny open_clip model trained on Garments of every style and extra; full: ViT-B-16."),
+    "garments-clip-b": ZooEntry("garments-clip-b", "clip", "ViT-B-16 (openai)", None,
+                                "Larger tiny CLIP for the model-size ablation of 000 (Table 4); full: ViT-B-16."),
+    "garments-oracle": ZooEntry("garments-oracle", "oracle", None, None,
+                                "Independent small-ResNet attribute classifier that grades edits (never guides)."),
+    "garments-parser": ZooEntry("garments-parser", "parser", None, None,
+                                "Small U-Net part parser (background, torso, sleeves, neck, lower, detail)."),
 }
 
 
@@ -145,7 +155,6 @@ def load_pixel_ddpm(
     pre-downloaded copy); ``hub_id`` overrides the registry's checkpoint.
     """
     from diffusers import DDPMScheduler, UNet2DModel
-    from safetensors.torch import load_file
 
     entry = _entry(name)
     if entry.kind != "pixel-ddpm":
@@ -156,13 +165,11 @@ def load_pixel_ddpm(
     device = config.get_device(device)
 
     if profile == "tiny":
-        weights = verify_file(name, weights_dir, manifest_path)
-        cfg = json.loads(tiny_files(name, weights_dir)[1].read_text())
+        state, cfg = load_tiny_state(name, weights_dir, manifest_path)
         unet = UNet2DModel(**cfg["unet"])
-        state = {k: v.float() for k, v in load_file(str(weights)).items()}
         unet.load_state_dict(state, strict=True)
         scheduler = DDPMScheduler(**cfg["scheduler"])
-        where = str(weights)
+        where = str(tiny_files(name, weights_dir)[0])
     else:
         subfolders = entry.full_subfolders
         if source is not None:
@@ -178,9 +185,9 @@ def load_pixel_ddpm(
     return PixelDDPM(unet, scheduler, name, profile, where)
 
 
-def export_pixel_ddpm(name: str, unet: torch.nn.Module, recipe_config: dict, record: dict,
-                      weights_dir: Path = WEIGHTS_DIR, manifest_path: Path = MANIFEST_PATH) -> dict:
-    """Write ``unet`` as fp16 safetensors plus its config, and record it in the manifest.
+def export_weights(name: str, module: torch.nn.Module, recipe_config: dict, record: dict,
+                   weights_dir: Path = WEIGHTS_DIR, manifest_path: Path = MANIFEST_PATH) -> dict:
+    """Write ``module``'s state as fp16 safetensors plus its config, and record it in the manifest.
 
     ``record`` holds the training facts (recipe, data seed, minutes, steps, final loss, metrics);
     the sha256 and size are added here. Returns the manifest entry.
@@ -189,17 +196,46 @@ def export_pixel_ddpm(name: str, unet: torch.nn.Module, recipe_config: dict, rec
 
     weights, cfg_path = tiny_files(name, weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous().cpu() for k, v in unet.state_dict().items()}
+    state = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
+             for k, v in module.state_dict().items()}
     save_file(state, str(weights), metadata={"name": name, "format": "pt"})
     cfg_path.write_text(json.dumps(recipe_config, indent=2, sort_keys=True) + "\n")
     manifest = read_manifest(manifest_path)
     entry = dict(record)
     entry.update({"file": weights.name, "config": cfg_path.name, "sha256": sha256_of(weights),
                   "bytes": weights.stat().st_size,
-                  "parameters": int(sum(p.numel() for p in unet.parameters()))})
+                  "parameters": int(sum(p.numel() for p in module.parameters()))})
     manifest["models"][name] = entry
     write_manifest(manifest, manifest_path)
     return entry
+
+
+def load_tiny_state(name: str, weights_dir: Path = WEIGHTS_DIR,
+                    manifest_path: Path = MANIFEST_PATH) -> tuple[dict, dict]:
+    """(fp32 state dict, config) of a shipped tiny model, after the sha256 check."""
+    from safetensors.torch import load_file
+
+    weights = verify_file(name, weights_dir, manifest_path)
+    cfg = json.loads(tiny_files(name, weights_dir)[1].read_text())
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    return state, cfg
+
+
+def load_evaluator(name: str, device: str | torch.device | None = None, weights_dir: Path = WEIGHTS_DIR,
+                   manifest_path: Path = MANIFEST_PATH) -> torch.nn.Module:
+    """The oracle (``garments-oracle``) or the parser (``garments-parser``), in fp32 and eval mode.
+    They grade Garments images, so both profiles use the shipped weights."""
+    from ..models.oracle import GarmentOracle
+    from ..models.parser import GarmentParser
+
+    entry = _entry(name)
+    builders = {"oracle": GarmentOracle, "parser": GarmentParser}
+    if entry.kind not in builders:
+        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not an oracle or parser")
+    state, cfg = load_tiny_state(name, weights_dir, manifest_path)
+    module = builders[entry.kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["model"].items()})
+    module.load_state_dict(state, strict=True)
+    return module.to(config.get_device(device)).eval()
 
 
 def list_models() -> list[dict]:
@@ -217,8 +253,15 @@ def verify_all() -> dict[str, str]:
     results = {}
     for name in read_manifest()["models"]:
         try:
-            if _entry(name).kind == "pixel-ddpm":
+            kind = _entry(name).kind
+            if kind == "pixel-ddpm":
                 load_pixel_ddpm(name, profile="tiny", device="cpu")
+            elif kind == "clip":
+                from ..models.clip import load_clip
+
+                load_clip(name, profile="tiny", device="cpu")
+            else:
+                load_evaluator(name, device="cpu")
             results[name] = "ok"
         except (FileNotFoundError, ValueError) as err:
             results[name] = f"FAILED: {err}"

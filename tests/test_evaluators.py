@@ -1,0 +1,89 @@
+"""Oracle and parser models, the masked multi-attribute CE, augmentation, and their zoo round trip."""
+
+import numpy as np
+import pytest
+import torch
+
+from fashionlab.data import garments as G
+from fashionlab.losses import masked_attribute_ce
+from fashionlab.models import supervised_training as ST
+from fashionlab.models.oracle import HEADS, GarmentOracle
+from fashionlab.models.parser import GarmentParser
+from fashionlab.zoo import recipes, registry
+
+
+def test_oracle_shapes_and_features():
+    torch.manual_seed(0)
+    oracle = GarmentOracle().eval()
+    x = torch.randn(2, 3, 64, 64)
+    out = oracle(x)
+    assert {k: v.shape[1] for k, v in out.items()} == HEADS
+    feats = oracle.stage_features(x)
+    assert [f.shape[1:] for f in feats] == [(32, 64, 64), (64, 32, 32), (128, 16, 16), (192, 8, 8)]
+    assert oracle.penultimate(x).shape == (2, 192)
+    with pytest.raises(ValueError, match="images must be"):
+        oracle(torch.randn(2, 1, 64, 64))
+
+
+def test_parser_shapes():
+    parser = GarmentParser().eval()
+    assert parser(torch.randn(2, 3, 64, 64)).shape == (2, len(G.PARTS), 64, 64)
+    assert parser.parse(torch.randn(1, 3, 32, 32)).dtype == torch.int64
+    with pytest.raises(ValueError, match="multiples of 8"):
+        parser(torch.randn(1, 3, 60, 60))
+
+
+def test_masked_ce_ignores_missing_labels():
+    torch.manual_seed(0)
+    logits = {a: torch.randn(3, n) for a, n in G.NUM_CLASSES.items()}
+    labels = torch.from_numpy(np.stack([G.spec_for(0, i).attribute_vector() for i in range(3)]))
+    base = masked_attribute_ce(logits, labels, G.ATTRIBUTES)
+    # Changing the logits of an attribute that is -1 everywhere leaves the loss unchanged.
+    labels[:, 1] = -1
+    changed = dict(logits, sleeve=logits["sleeve"] * 100)
+    assert masked_attribute_ce(changed, labels, G.ATTRIBUTES) == masked_attribute_ce(logits, labels, G.ATTRIBUTES)
+    assert base.item() > 0
+    by_hand = sum(torch.nn.functional.cross_entropy(logits[a][labels[:, k] >= 0], labels[labels[:, k] >= 0, k])
+                  for k, a in enumerate(G.ATTRIBUTES) if (labels[:, k] >= 0).any())
+    torch.testing.assert_close(masked_attribute_ce(logits, labels, G.ATTRIBUTES), by_hand)
+    with pytest.raises(ValueError, match="labels must be"):
+        masked_attribute_ce(logits, labels[:, :3], G.ATTRIBUTES)
+
+
+def test_augmentation_is_seeded_and_mild():
+    cache = ST.render_training_cache(1, 4, progress=False)
+    x = ST.to_model_input(cache.images)
+    a = ST.augment(x, torch.Generator().manual_seed(0), 0.12, 1.0)
+    b = ST.augment(x, torch.Generator().manual_seed(0), 0.12, 1.0)
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert 0 < (a - x).abs().mean() < 0.15
+    torch.testing.assert_close(ST.gaussian_blur(x, torch.zeros(4)), x, atol=1e-5, rtol=0)
+
+
+def test_ece_of_perfect_and_overconfident_predictions():
+    labels = torch.tensor([0, 1, 0, 1])
+    perfect = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    assert ST.expected_calibration_error(perfect, labels) == pytest.approx(0.0)
+    wrong = perfect.flip(1)
+    assert ST.expected_calibration_error(wrong, labels) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", ["garments-oracle", "garments-parser"])
+def test_train_export_and_load_round_trip(tmp_path, name):
+    recipe = recipes.get_recipe(name)
+    cache = ST.render_training_cache(0, 16, progress=False)
+    cfg = ST.SupervisedTrainConfig(batch_size=8, total_steps=4, warmup_steps=1, bf16=False, log_every=1,
+                                   checkpoint_minutes=1e9)
+    loss_fn = ST.oracle_loss if recipe.kind == "oracle" else ST.parser_loss
+    steps, _ = ST.train_supervised(recipes.build_evaluator(recipe), loss_fn, cache, cfg, tmp_path / "run",
+                                   max_steps=2, progress=False)
+    steps, _ = ST.train_supervised(recipes.build_evaluator(recipe), loss_fn, cache, cfg, tmp_path / "run",
+                                   max_steps=2, resume=True, progress=False)
+    assert steps == 4
+    entry = recipes.export_evaluator(name, workdir=tmp_path / "run", n_heldout=12, weights_dir=tmp_path / "w",
+                                     manifest_path=tmp_path / "m.json", progress=False)
+    assert entry["training_steps"] == 4 and "metrics" in entry
+    model = registry.load_evaluator(name, device="cpu", weights_dir=tmp_path / "w", manifest_path=tmp_path / "m.json")
+    x = ST.to_model_input(cache.images[:2])
+    out = model(x)
+    assert (out["colour"] if recipe.kind == "oracle" else out).shape[0] == 2
