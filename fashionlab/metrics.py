@@ -1,10 +1,13 @@
-"""Metrics on images in [-1, 1]: PSNR, and a crude foreground test for generated garments.
+"""Metrics on images in [-1, 1].
 
-Chapter: "Diffusion in one notebook" (PSNR of inversion round trips; the sample-quality check
-of ``garments-ddpm-64``). The edit metrics of chapter 04 will join them here.
+Chapters: "Diffusion in one notebook" (PSNR; the crude foreground check of ``garments-ddpm-64``),
+"CLIP for garments" (CLIP score) and "How we measure an edit" (perceptual distance, FID/KID with
+bootstrap intervals, and the edit metrics: success, consistency, logit change, preservation).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,3 +68,225 @@ def single_region_rate(images: torch.Tensor, background_rgb: tuple[int, int, int
 def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
     """CLIP score as ZIP reports it: 100 * cos(E_I(x), E_T(y)), per image."""
     return 100 * F.cosine_similarity(image_features, text_features, dim=-1)
+
+
+# ----------------------------------------------------------------------------------------
+# Perceptual distance: the LPIPS formula on a backbone we ship (tiny) or LPIPS-Alex (full)
+# ----------------------------------------------------------------------------------------
+def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"x and y must both be (B, 3, H, W), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if float(x.detach().abs().max()) > 1.0 + 1e-4 or float(y.detach().abs().max()) > 1.0 + 1e-4:
+        raise ValueError("images must be in [-1, 1]")
+
+
+class OraclePerceptual(torch.nn.Module):
+    """The LPIPS formula (Zhang et al., 2018, eq. 1) on the oracle's stage features, with unit weights:
+
+        d(x, y) = sum_l mean_hw || n(f_l(x)) - n(f_l(y)) ||^2,  n = unit-normalise over channels.
+
+    It reuses the lpips package's ``normalize_tensor``. Unlike LPIPS it has no learned per-channel
+    weights and is **not calibrated against human judgements**; it is a feature distance that
+    ignores pixel noise the oracle was trained to ignore.
+    """
+
+    def __init__(self, oracle: torch.nn.Module) -> None:
+        super().__init__()
+        self.oracle = oracle.eval()
+        for p in self.oracle.parameters():
+            p.requires_grad_(False)
+
+    def distance_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W): the per-position squared feature distance, summed over layers (each upsampled)."""
+        from lpips import normalize_tensor
+
+        _check_pair(x, y)
+        total = torch.zeros(x.shape[0], 1, *x.shape[-2:], device=x.device)
+        for fx, fy in zip(self.oracle.stage_features(x), self.oracle.stage_features(y)):
+            d = (normalize_tensor(fx) - normalize_tensor(fy)).pow(2).sum(dim=1, keepdim=True)
+            total = total + F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return total
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) distances; the spatial mean of :meth:`distance_map` (= the LPIPS sum of spatial averages)."""
+        return self.distance_map(x, y).mean(dim=(1, 2, 3))
+
+
+class LPIPSAlex(torch.nn.Module):
+    """``lpips.LPIPS(net="alex")`` behind the same interface (``full`` profile: needs AlexNet weights
+    from the internet). ``random_backbone=True`` builds it offline with random weights (tests)."""
+
+    def __init__(self, random_backbone: bool = False) -> None:
+        super().__init__()
+        import lpips
+
+        if not random_backbone:
+            from . import config
+
+            config.require_hub("LPIPS-Alex (its AlexNet weights are downloaded)")
+        self.net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=random_backbone, spatial=True, verbose=False).eval()
+
+    def distance_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W): LPIPS's per-layer maps upsampled to the image and summed."""
+        _check_pair(x, y)
+        return self.net(x, y, normalize=False)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) LPIPS distances (the spatial mean of the map)."""
+        return self.distance_map(x, y).mean(dim=(1, 2, 3))
+
+
+# ----------------------------------------------------------------------------------------
+# FID and KID on chosen features, with bootstrap confidence intervals
+# ----------------------------------------------------------------------------------------
+def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """FID formula (Heusel et al., 2017): ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), in float64.
+
+    Tr((S_a S_b)^(1/2)) is computed as the sum of square roots of the eigenvalues of
+    S_a^(1/2) S_b S_a^(1/2), which is symmetric positive semi-definite."""
+    if feats_a.dim() != 2 or feats_b.dim() != 2 or feats_a.shape[1] != feats_b.shape[1]:
+        raise ValueError(f"features must be (N, D) with the same D, got {tuple(feats_a.shape)}, {tuple(feats_b.shape)}")
+    if feats_a.shape[0] < 2 or feats_b.shape[0] < 2:
+        raise ValueError("FID needs at least 2 samples per set")
+    a, b = feats_a.double(), feats_b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    vals, vecs = torch.linalg.eigh(cov_a)
+    sqrt_a = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
+    cross = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp(min=0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * cross)
+
+
+def kernel_inception_distance(feats_a: torch.Tensor, feats_b: torch.Tensor, subsets: int = 10,
+                              subset_size: int | None = None, generator: torch.Generator | None = None) -> float:
+    """KID (Binkowski et al., 2018): the unbiased MMD^2 with kernel k(x, y) = (x.y / d + 1)^3, averaged
+    over random subsets of ``subset_size`` (default: the smaller set, at most 1000)."""
+    if feats_a.dim() != 2 or feats_b.dim() != 2 or feats_a.shape[1] != feats_b.shape[1]:
+        raise ValueError(f"features must be (N, D) with the same D, got {tuple(feats_a.shape)}, {tuple(feats_b.shape)}")
+    m = subset_size or min(len(feats_a), len(feats_b), 1000)
+    if m < 2 or m > min(len(feats_a), len(feats_b)):
+        raise ValueError(f"subset_size must be in [2, {min(len(feats_a), len(feats_b))}], got {m}")
+    d = feats_a.shape[1]
+    a, b = feats_a.double(), feats_b.double()
+    values = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=generator)[:m]]
+        y = b[torch.randperm(len(b), generator=generator)[:m]]
+        kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+        mmd = ((kxx.sum() - kxx.diagonal().sum()) + (kyy.sum() - kyy.diagonal().sum())) / (m * (m - 1)) \
+            - 2 * kxy.mean()
+        values.append(float(mmd))
+    return float(sum(values) / len(values))
+
+
+def bootstrap_ci(statistic, *samples: torch.Tensor, rounds: int = 200, level: float = 0.95,
+                 generator: torch.Generator | None = None) -> tuple[float, float, float]:
+    """(value, low, high): ``statistic(*samples)`` and a percentile bootstrap interval, resampling
+    each sample's rows with replacement independently."""
+    value = float(statistic(*samples))
+    stats = []
+    for _ in range(rounds):
+        resampled = [s[torch.randint(0, len(s), (len(s),), generator=generator)] for s in samples]
+        stats.append(float(statistic(*resampled)))
+    stats_t = torch.tensor(stats)
+    low, high = torch.quantile(stats_t, (1 - level) / 2).item(), torch.quantile(stats_t, 1 - (1 - level) / 2).item()
+    return value, low, high
+
+
+def mean_ci(values: torch.Tensor, rounds: int = 1000, level: float = 0.95,
+            generator: torch.Generator | None = None) -> tuple[float, float, float]:
+    """Mean of per-image values with a percentile bootstrap interval over images."""
+    values = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if len(values) == 0:
+        raise ValueError("mean_ci needs at least one value")
+    return bootstrap_ci(lambda v: v.mean(), values, rounds=rounds, level=level, generator=generator)
+
+
+# ----------------------------------------------------------------------------------------
+# Edit metrics with ground truth
+# ----------------------------------------------------------------------------------------
+def predicted_attributes(logits: dict[str, torch.Tensor], attributes: tuple[str, ...]) -> torch.Tensor:
+    """(B, A) class indices predicted by an attribute classifier's logits."""
+    return torch.stack([logits[a].argmax(dim=1) for a in attributes], dim=1)
+
+
+def attribute_success(predicted: torch.Tensor, targets: dict[str, int], attributes: tuple[str, ...]) -> torch.Tensor:
+    """(B,) bool: every target attribute has its target class (``targets``: attribute -> class index)."""
+    for name in targets:
+        if name not in attributes:
+            raise ValueError(f"unknown target attribute {name!r}; attributes are {attributes}")
+    ok = torch.ones(predicted.shape[0], dtype=torch.bool)
+    for name, value in targets.items():
+        ok &= predicted[:, attributes.index(name)] == value
+    return ok
+
+
+def attribute_consistency(predicted: torch.Tensor, source_labels: torch.Tensor, edited_attributes: Sequence[str],
+                          attributes: tuple[str, ...]) -> torch.Tensor:
+    """(B,) share of the *other* attributes (those not edited, applicable to the source) whose
+    predicted class on the edited image equals the source's label (thesis Table 1)."""
+    if predicted.shape != source_labels.shape:
+        raise ValueError(f"predicted and source_labels must match, got {tuple(predicted.shape)}, {tuple(source_labels.shape)}")
+    keep = torch.tensor([a not in edited_attributes for a in attributes])
+    valid = (source_labels >= 0) & keep
+    same = (predicted == source_labels) & valid
+    return same.sum(dim=1).float() / valid.sum(dim=1).clamp(min=1).float()
+
+
+def target_logit_change(logits_source: dict[str, torch.Tensor], logits_edited: dict[str, torch.Tensor],
+                        attribute: str, value: int) -> torch.Tensor:
+    """(B,) change of the logit of class ``value`` of ``attribute`` from source to edit (thesis Table 2)."""
+    return logits_edited[attribute][:, value] - logits_source[attribute][:, value]
+
+
+def preservation(source: torch.Tensor, edited: torch.Tensor, region: torch.Tensor,
+                 perceptual: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Change *outside* the ground-truth edit ``region`` (B, H, W) bool: mean squared error and, with
+    ``perceptual``, the mean of its distance map over the outside pixels. Per image."""
+    _check_pair(source, edited)
+    if region.shape != (source.shape[0], *source.shape[-2:]) or region.dtype != torch.bool:
+        raise ValueError(f"region must be a bool (B, H, W) mask of shape {(source.shape[0], *source.shape[-2:])}, "
+                         f"got {region.dtype} {tuple(region.shape)}")
+    outside = (~region).unsqueeze(1).float()  # (B, 1, H, W)
+    count = outside.sum(dim=(1, 2, 3)).clamp(min=1)
+    out = {"l2_outside": ((source - edited).pow(2).mean(dim=1, keepdim=True) * outside).sum(dim=(1, 2, 3)) / count}
+    if perceptual is not None:
+        dmap = perceptual.distance_map(source, edited)
+        out["perceptual_outside"] = (dmap * outside).sum(dim=(1, 2, 3)) / count
+    return out
+
+
+def oracle_features(oracle: torch.nn.Module):
+    """FID/KID feature extractor of the ``tiny`` profile: the oracle's pooled last-stage features."""
+    oracle = oracle.eval()
+
+    @torch.no_grad()
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        return oracle.penultimate(images)
+
+    return extract
+
+
+def inception_features(random_weights: bool = False):
+    """FID/KID feature extractor of the ``full`` profile: torchvision's Inception-v3 pool features
+    (2048-d) on images resized to 299 px. ``random_weights=True`` builds it offline (tests)."""
+    from torchvision.models import Inception_V3_Weights, inception_v3
+
+    if random_weights:
+        net = inception_v3(weights=None, aux_logits=False, init_weights=True)
+    else:
+        from . import config
+
+        config.require_hub("Inception-v3 weights for FID")
+        net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1)
+    net.fc = torch.nn.Identity()
+    net = net.eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate((images + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False)
+        return net((x - mean.to(x.device)) / std.to(x.device))
+
+    return extract

@@ -1,0 +1,117 @@
+"""Metrics on known inputs: FID/KID, the offline perceptual distance, and the edit metrics."""
+
+import numpy as np
+import pytest
+import torch
+
+from fashionlab import metrics
+from fashionlab.data import garments as G
+from fashionlab.models.oracle import GarmentOracle
+
+
+@pytest.fixture(scope="module")
+def perceptual():
+    torch.manual_seed(0)
+    return metrics.OraclePerceptual(GarmentOracle())
+
+
+def _renders(specs, size=64):
+    return torch.stack([G.to_tensor(G.render(s, size).image) for s in specs])
+
+
+def test_fid_is_zero_on_itself_and_grows_with_noise():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(400, 16, generator=g)
+    assert abs(metrics.frechet_distance(feats, feats)) < 1e-6
+    values = [metrics.frechet_distance(feats, feats + s * torch.randn(400, 16, generator=g)) for s in (0.1, 0.3, 0.6, 1.0)]
+    assert all(b > a for a, b in zip(values[:-1], values[1:])), values
+    shifted = metrics.frechet_distance(feats, feats + 2.0)
+    assert shifted == pytest.approx(16 * 4.0, rel=1e-6)  # only the means differ: ||mu_a - mu_b||^2
+    with pytest.raises(ValueError, match="same D"):
+        metrics.frechet_distance(feats, feats[:, :3])
+
+
+def test_kid_is_near_zero_on_same_distribution_and_positive_apart():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(300, 8, generator=g), torch.randn(300, 8, generator=g)
+    same = metrics.kernel_inception_distance(a, b, generator=g)
+    apart = metrics.kernel_inception_distance(a, b + 1.0, generator=g)
+    assert abs(same) < 0.02 < apart
+
+
+def test_bootstrap_interval_contains_the_value():
+    g = torch.Generator().manual_seed(2)
+    v = torch.rand(200, generator=g)
+    mean, low, high = metrics.mean_ci(v, generator=g)
+    assert low < mean < high and high - low < 0.2
+    with pytest.raises(ValueError, match="at least one"):
+        metrics.mean_ci(torch.tensor([]))
+
+
+def test_perceptual_is_zero_on_identical_images(perceptual):
+    x = _renders([G.spec_for(0, i) for i in range(3)])
+    assert torch.allclose(perceptual(x, x), torch.zeros(3))
+    y = _renders([G.spec_for(0, i).edit(colour="red" if G.spec_for(0, i).colour != "red" else "blue") for i in range(3)])
+    assert (perceptual(x, y) > 0).all()
+    with pytest.raises(ValueError, match="in \\[-1, 1\\]"):
+        perceptual(x * 3, x)
+
+
+def test_preservation_ignores_inside_and_counts_outside(perceptual):
+    spec = G.GarmentSpec("t-shirt", sleeve="short", neckline="round", colour="blue")
+    source = G.render(spec, 64)
+    edited = G.render(spec.edit(sleeve="long"), 64)
+    region = G.region_mask(source.parts, "sleeve") | G.region_mask(edited.parts, "sleeve")
+    x, y = G.to_tensor(source.image)[None], G.to_tensor(edited.image)[None]
+    # A re-rendered sleeve edit: outside the sleeves only the soft photo shading moves (by ~1/255).
+    rerender = metrics.preservation(x, y, region[None], perceptual)
+    assert rerender["l2_outside"].item() < 1e-4
+    # A change confined to the region is ignored exactly.
+    inside = torch.where(region[None, None], -x, x)
+    inside_only = metrics.preservation(x, inside, region[None], perceptual)
+    assert inside_only["l2_outside"].item() == 0.0
+    assert inside_only["perceptual_outside"].item() < rerender["perceptual_outside"].item() + 1.0
+    # A change outside the region is counted.
+    z = y.clone()
+    z[..., :8, :8] = -1.0
+    assert metrics.preservation(x, z, region[None])["l2_outside"].item() > 0.01
+    with pytest.raises(ValueError, match="region must be a bool"):
+        metrics.preservation(x, y, region[None].float())
+
+
+def test_success_and_consistency_on_re_rendered_pairs():
+    """A perfect grader (the ground truth of re-rendered edits) gives exactly the expected numbers."""
+    specs = [G.spec_for(3, i) for i in range(20)]
+    edits = [s.edit(colour="green" if s.colour != "green" else "pink") for s in specs]
+    source_labels = torch.from_numpy(np.stack([s.attribute_vector() for s in specs]))
+    edited_labels = torch.from_numpy(np.stack([s.attribute_vector() for s in edits]))
+    colour = G.SCHEMA["colour"]
+    targets = [colour.index(e.colour) for e in edits]
+    for k in range(len(specs)):
+        ok = metrics.attribute_success(edited_labels[k:k + 1], {"colour": targets[k]}, G.ATTRIBUTES)
+        assert ok.item()
+    assert not metrics.attribute_success(source_labels[:1], {"colour": targets[0]}, G.ATTRIBUTES).item()
+    consistency = metrics.attribute_consistency(edited_labels, source_labels, ["colour"], G.ATTRIBUTES)
+    assert torch.equal(consistency, torch.ones(20))
+    # One more attribute changed on one image: its consistency drops by 1 / (number of other applicable attributes).
+    broken = edited_labels.clone()
+    broken[0, G.ATTRIBUTES.index("fabric")] = (broken[0, G.ATTRIBUTES.index("fabric")] + 1) % 4
+    n_other = int(((source_labels[0] >= 0).sum()) - 1)
+    value = metrics.attribute_consistency(broken, source_labels, ["colour"], G.ATTRIBUTES)[0].item()
+    assert value == pytest.approx(1 - 1 / n_other)
+    with pytest.raises(ValueError, match="unknown target attribute"):
+        metrics.attribute_success(edited_labels, {"hue": 1}, G.ATTRIBUTES)
+
+
+def test_lpips_alex_full_path_with_random_backbone():
+    net = metrics.LPIPSAlex(random_backbone=True)
+    x = _renders([G.spec_for(0, 0)])
+    assert net(x, x).abs().max().item() < 1e-6
+    assert net.distance_map(x, x).shape == (1, 1, 64, 64)
+
+
+def test_feature_extractors():
+    x = _renders([G.spec_for(0, i) for i in range(2)])
+    torch.manual_seed(0)
+    assert metrics.oracle_features(GarmentOracle())(x).shape == (2, 192)
+    assert metrics.inception_features(random_weights=True)(x).shape == (2, 2048)
