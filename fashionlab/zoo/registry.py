@@ -179,9 +179,10 @@ def load_pixel_ddpm(
         else:
             where = hub_id or entry.full_hub_id
             config.require_hub(f"Loading {name!r} under the 'full' profile ({where})")
-        unet = UNet2DModel.from_pretrained(where, subfolder=subfolders[0] if subfolders else None)
+        unet = UNet2DModel.from_pretrained(where, subfolder=subfolders[0] if subfolders else None,
+                                           torch_dtype=torch.float32)
         scheduler = DDPMScheduler.from_pretrained(where, subfolder=subfolders[1] if subfolders else None)
-    unet = unet.to(device=device, dtype=torch.float32).eval()
+    unet = unet.to(device).eval()
     return PixelDDPM(unet, scheduler, name, profile, where)
 
 
