@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -58,8 +59,6 @@ def refine_tail(grid: Sequence[int], t2: int, extra_steps: int) -> list[int]:
         return grid
     t_start = grid[n_steps - t2]  # the level reached after t2 steps from the top
     n_tail = n_steps - t2
-    import numpy as np
-
     tail = sorted({int(round(t)) for t in np.linspace(t_start, -1, n_tail + extra_steps + 1)[1:-1]})
     return [-1] + [t for t in tail if -1 < t < t_start] + grid[n_steps - t2:]
 
