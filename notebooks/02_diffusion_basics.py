@@ -1,0 +1,367 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+# ---
+
+# %% [markdown]
+# # Diffusion in one notebook
+#
+# Every method in this book -- classifier-guided editing, DiffusionCLIP, gradient guidance, ZIP --
+# is built from the same handful of pieces: the predicted clean image $P_t$, the direction term
+# $D_t$, one DDIM/DDPM step, an inversion, and a reverse loop that can be guided. The authors'
+# repositories each copy these with small differences. Here we write them **once**
+# (`fashionlab.diffusion`), check them against diffusers, and meet the model the editing chapters
+# will guide: `garments-ddpm-64`, an unconditional DDPM trained by this project on Garments.
+#
+# **Learning goals.** After this chapter you can
+# 1. write the forward process and read a noise schedule through its signal-to-noise ratio,
+# 2. train a DDPM with the "simple" loss and say what its loss curve does and does not tell you,
+# 3. sample with DDPM and DDIM and trade steps for time,
+# 4. invert a real image with DDIM and with edit-friendly DDPM inversion, and measure how well
+#    each reconstructs it -- reproducing DiffusionCLIP's choice of step counts (§4.3).
+#
+# Notation is the book's (see *Notation*): $\bar\alpha_t$ is the **cumulative** product, which
+# DDIM, DiffusionCLIP, the thesis and ZIP all write as $\alpha_t$.
+
+# %%
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from fashionlab import config
+from fashionlab.data import garments as G
+from fashionlab.diffusion import core, inversion
+from fashionlab.diffusion.train import DDPMTrainConfig, train_ddpm
+from fashionlab.metrics import psnr, single_region_rate
+from fashionlab.viz import image_grid
+from fashionlab.zoo import recipes, registry
+
+device = config.get_device()
+print("profile:", config.get_profile(), "| device:", device.type)
+
+# %% [markdown]
+# ## 1. The forward process
+#
+# DDPM (Ho et al., 2020) destroys an image $x_0$ with Gaussian noise in $T = 1000$ small steps with
+# variances $\beta_t$. Because Gaussians compose, any level can be reached in one jump:
+#
+# $$x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon, \qquad
+#   \bar\alpha_t = \prod_{s\le t}(1-\beta_s), \quad \epsilon\sim\mathcal N(0, I).$$
+#
+# The whole schedule is the curve $\bar\alpha_t$; diffusers stores it as `alphas_cumprod`. A
+# useful way to read it is the signal-to-noise ratio $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$.
+
+# %%
+scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+alphas_cumprod = scheduler.alphas_cumprod
+x0 = torch.stack([G.to_tensor(G.render(G.spec_for(1, i), 64).image) for i in range(3)])
+levels = [0, 50, 100, 200, 300, 500, 700, 999]
+gen = config.make_generator(0)
+noisy = []
+for image in x0:
+    for t in levels:
+        a = alphas_cumprod[t]
+        noisy.append(a.sqrt() * image + (1 - a).sqrt() * torch.randn(image.shape, generator=gen))
+fig = image_grid(noisy, ncols=len(levels), titles=[f"t = {t}" for t in levels] * 3, cell=1.1)
+plt.show()
+
+# %%
+snr = alphas_cumprod / (1 - alphas_cumprod)
+t_half = int((snr < 1).nonzero()[0])
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+axes[0].plot(alphas_cumprod.numpy())
+axes[0].set(xlabel="t", ylabel=r"$\bar\alpha_t$", title="signal kept")
+axes[1].semilogy(snr.numpy())
+axes[1].axhline(1.0, color="grey", lw=0.8)
+axes[1].axvline(t_half, color="grey", lw=0.8, ls="--")
+axes[1].set(xlabel="t", ylabel="SNR", title="signal-to-noise ratio")
+fig.tight_layout()
+plt.show()
+print(f"SNR falls below 1 at t = {t_half}; SNR(999) = {snr[999]:.2e}; SNR(0) = {snr[0]:.3g}")
+
+# %% [markdown]
+# At 64 px the garment's silhouette is still visible at $t = 300$ and gone by $t = 500$; the
+# patterns, which live in high frequencies, fade by $t \approx 200$. This is why edits of *texture*
+# (colour, pattern) can start from a moderate noise level, while edits of *shape* (category, sleeve
+# length) must go deeper -- a trade-off every editing chapter meets as the choice of $t_0$ or $k$.
+#
+# ## 2. Training: the simple loss
+#
+# A network $\epsilon_\theta(x_t, t)$ learns to predict the noise that was added (DDPM eq. 14):
+#
+# $$L_\text{simple} = \mathbb E_{x_0, \epsilon, t}\,\big\lVert \epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon,\ t)\big\rVert^2 .$$
+#
+# `fashionlab.diffusion.train.train_ddpm` is that loop, with AdamW, gradient clipping, an EMA of
+# the weights, optional bf16 autocast, checkpoints with resume and a CSV loss log. It runs through
+# 🤗 Accelerate, so the same recipe runs on this CPU or on GPUs. Here is a live run: a small UNet at
+# 32 px for 200 steps, in fp32.
+
+# %%
+torch.manual_seed(0)  # parameter initialisation inside diffusers
+live_unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(16, 32, 32),
+                        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), layers_per_block=1,
+                        norm_num_groups=8, attention_head_dim=16)
+live_cfg = DDPMTrainConfig(batch_size=16, learning_rate=1e-3, total_steps=200, warmup_steps=20, bf16=False,
+                           checkpoint_minutes=1e9, log_every=10)
+live_dir = Path(tempfile.mkdtemp())
+sampler = recipes.garments_batch_sampler(seed=0, size=32, data_size=1_000_000, domain="in")
+start = time.perf_counter()
+live = train_ddpm(live_unet, scheduler, sampler, live_cfg, live_dir, progress=False)
+live_seconds = time.perf_counter() - start
+live_log = pd.read_csv(live_dir / "loss.csv")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"{live.steps} steps in {live_seconds:.0f} s; loss {live_log.loss.iloc[0]:.3f} -> {live_log.loss.iloc[-1]:.3f}")
+
+# %%
+print("loss fell by more than half:", bool(live_log.loss.iloc[-1] < 0.5 * live_log.loss.iloc[0]))
+fig, ax = plt.subplots(figsize=(5, 2.6))
+ax.plot(live_log.step, live_log.loss, marker=".")
+ax.set(xlabel="step", ylabel=r"$L_\mathrm{simple}$ (mean of 10 steps)", yscale="log", title="live run, 32 px")
+plt.show()
+
+# %% [markdown]
+# The loss drops fast and then flattens: most of it comes from large $t$, where predicting the noise
+# is easy, so a flat loss says little about sample quality. Two hundred steps produce blobs. The
+# model we ship was trained by the recipe `garments-ddpm-64` in `fashionlab/zoo/recipes.py` (run with
+# `python -m fashionlab.zoo train garments-ddpm-64 --resume`), and its facts are in the zoo manifest:
+
+# %%
+model = registry.load_pixel_ddpm("garments-ddpm-64", device=device)
+unet, alphas_cumprod = model.unet, model.alphas_cumprod
+denoiser = core.PixelDenoiser(unet)
+size = model.image_size
+record = registry.read_manifest()["models"].get("garments-ddpm-64", {}) if model.profile == "tiny" else {}
+facts = {k: record.get(k) for k in ("parameters", "training_steps", "planned_steps", "batch_size", "training_minutes",
+                                    "final_loss", "metrics")}
+print(model.source.split("/")[-1], "|", facts)
+
+# %%
+if model.profile == "tiny":
+    shipped_log = pd.read_csv(registry.WEIGHTS_DIR / "garments-ddpm-64.loss.csv")
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    ax.plot(shipped_log.step, shipped_log.loss)
+    ax.set(xlabel="step", ylabel=r"$L_\mathrm{simple}$", yscale="log", title="garments-ddpm-64 training")
+    plt.show()
+
+# %% [markdown]
+# ## 3. Sampling: DDPM and DDIM
+#
+# One reverse step, in DDIM's general form (Song et al., 2021, eq. 12), is
+#
+# $$x_{t-1} = \sqrt{\bar\alpha_{t-1}}\,\underbrace{\frac{x_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta(x_t,t)}{\sqrt{\bar\alpha_t}}}_{P_t}
+#   + \underbrace{\sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\;\epsilon_\theta(x_t,t)}_{D_t} + \sigma_t z,\qquad
+#   \sigma_t = \eta\sqrt{\tfrac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}}\sqrt{1-\tfrac{\bar\alpha_t}{\bar\alpha_{t-1}}}.$$
+#
+# $\eta = 1$ is DDPM's ancestral sampler; $\eta = 0$ is deterministic DDIM, which tolerates large
+# jumps between timesteps. `core.ddim_step` is exactly this line; the unit tests check it against
+# `diffusers.DDIMScheduler.step` for $\eta \in \{0, 0.5, 1\}$. Below, the same starting noise goes
+# through DDIM with 10, 25 and 50 steps and through DDPM with 100 steps.
+
+# %%
+n_samples = 8
+x_T = torch.randn(n_samples, 3, size, size, generator=config.make_generator(1)).to(device)
+runs = [("DDIM", 0.0, 10), ("DDIM", 0.0, 25), ("DDIM", 0.0, 50), ("DDPM", 1.0, 100)]
+outputs, seconds = {}, {}
+for name, eta, steps in runs:
+    start = time.perf_counter()
+    out = core.sample(denoiser, x_T, core.even_grid(999, steps), alphas_cumprod, eta=eta,
+                      generator=config.make_generator(2))
+    seconds[(name, steps)] = time.perf_counter() - start
+    outputs[(name, steps)] = out.x0.clamp(-1, 1).cpu()
+rows = []
+for (name, steps), images in outputs.items():
+    rate, _ = single_region_rate(images, G.BACKGROUNDS["photo"])
+    rows.append({"sampler": name, "steps": steps, "single garment region": f"{rate:.2f}"})
+pd.DataFrame(rows)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+pd.DataFrame([{"sampler": n, "steps": s, "seconds per image": f"{seconds[(n, s)] / n_samples:.3f}"}
+              for n, _, s in runs])
+
+# %%
+shown = []
+for key in outputs:
+    shown += list(outputs[key][:8])
+fig = image_grid(shown, ncols=8, row_labels=[f"{n} {s}" for n, s in outputs], cell=1.0)
+plt.show()
+
+# %% [markdown]
+# **Status of the shipped model (honest note).** The recipe plans 8,000 steps; the weights shipped
+# now come from step 4,291 (about two hours on two CPU cores), and training resumes from the
+# committed checkpoint. Garments are recognisable -- categories, sleeve lengths, stripes -- but in
+# most samples the background drifts away from the light grey that every training image has, so the
+# check below fails for almost all of them (see `metrics` in the zoo manifest, printed above). A
+# likely cause, still to be tested: the linear schedule's last level keeps a little signal
+# ($\sqrt{\bar\alpha_{999}} \approx 0.006$), so during training the model learns to read the image's
+# mean brightness from $x_T$; at sampling time it then reads it from random noise (Lin et al., 2024,
+# "Common diffusion noise schedules and sample steps are flawed").
+#
+# The "single garment region" column is a crude quality check that needs no trained evaluator: the
+# share of samples whose non-background pixels form one connected region (specks under 4 pixels
+# ignored) covering between 5 % and 80 % of the image, so that noise does not pass. Real renders
+# score 1.0. The oracle classifier of chapter 04 will replace it.
+#
+# Deterministic DDIM with the same $x_T$ gives nearly the same garment at every step count: the
+# sample is a function of $x_T$, and more steps only refine it. DDPM injects fresh noise at every
+# step, so its garments differ from DDIM's; with a model this small, its many small noisy steps
+# also clean up residual noise that DDIM's few deterministic jumps leave behind.
+#
+# ## 4. $P_t$ along a trajectory
+#
+# At every step the model also predicts the clean image $P_t$. The thesis (its Fig. 14) watches how
+# $P_t$ settles: coarse shape first, then colour, then texture. Every guidance method in this book
+# evaluates its loss on $P_t$, so when $P_t$ becomes meaningful is when guidance can act.
+
+# %%
+traj = core.sample(denoiser, x_T[:2], core.even_grid(999, 50), alphas_cumprod, return_trajectory=True)
+picks = [0, 5, 10, 15, 20, 30, 40, 49]
+grid_50 = core.even_grid(999, 50)
+t_of_step = list(reversed(grid_50[1:]))
+panels = [traj.xt_trajectory[k][0] for k in picks] + [traj.x0_trajectory[k][0].clamp(-1, 1) for k in picks]
+fig = image_grid(panels, ncols=len(picks), titles=[f"t={t_of_step[k]}" for k in picks] + [""] * len(picks),
+                 row_labels=["x_t", "P_t"], cell=1.05)
+plt.show()
+change = [float((traj.x0_trajectory[k] - traj.x0).abs().mean()) for k in range(50)]
+print("mean |P_t - x_0| at steps 0, 10, 20, 30, 40:", [round(change[k], 3) for k in (0, 10, 20, 30, 40)])
+
+# %% [markdown]
+# ## 5. DDIM inversion and DiffusionCLIP's step counts
+#
+# Run the deterministic step *upwards* and an image becomes a latent $x_{t_0}$ that DDIM maps back
+# to (nearly) the same image. DiffusionCLIP (§3.2, §4.3) inverts to a "return step" $t_0$ with
+# $S_\text{inv}$ steps and generates back with $S_\text{gen}$ steps, on its own grid
+# `seq = int(linspace(0, 1, S) * t0)` whose last step goes to $-1$ ($\bar\alpha = 1$). It
+# evaluates $\epsilon_\theta$ at the *lower* timestep of each inversion step. The authors chose
+# $(S_\text{inv}, S_\text{gen}) = (40, 6)$ for fine-tuning, where speed matters, and $(40, 40)$ at
+# test time. We measure the reconstruction PSNR over the whole grid on held-out garments (seed 1,
+# never seen in training).
+
+# %%
+held = torch.stack([G.to_tensor(G.render(G.spec_for(1, i), size).image) for i in range(4)]).to(device)
+step_counts = (6, 20, 40)
+table = {}
+for t0 in (300, 500, 999):
+    for s_inv in step_counts:
+        x_t0 = inversion.ddim_invert(denoiser, held, core.diffusionclip_grid(t0, s_inv)[1:], alphas_cumprod).x_t
+        for s_gen in step_counts:
+            rec = inversion.ddim_generate(denoiser, x_t0, core.diffusionclip_grid(t0, s_gen), alphas_cumprod)
+            table[(t0, s_inv, s_gen)] = float(psnr(rec.clamp(-1, 1), held).mean())
+psnr_table = pd.DataFrame(
+    [[table[(t0, si, sg)] for sg in step_counts] for t0 in (300, 500, 999) for si in step_counts],
+    index=pd.MultiIndex.from_product([(300, 500, 999), step_counts], names=["t0", "S_inv"]),
+    columns=pd.Index(step_counts, name="S_gen"),
+)
+psnr_table.round(1)
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(10, 2.9), sharey=True)
+for ax, t0 in zip(axes, (300, 500, 999)):
+    block = psnr_table.loc[t0].to_numpy()
+    im = ax.imshow(block, cmap="magma", vmin=10, vmax=45)
+    ax.set(title=f"t0 = {t0}", xlabel="S_gen", xticks=range(3), xticklabels=step_counts, yticks=range(3),
+           yticklabels=step_counts)
+    for (r, c), v in np.ndenumerate(block):
+        ax.text(c, r, f"{v:.1f}", ha="center", va="center", color="w" if v < 30 else "k", fontsize=8)
+axes[0].set_ylabel("S_inv")
+fig.colorbar(im, ax=axes, label="PSNR (dB)", shrink=0.9)
+plt.show()
+
+# %% [markdown]
+# ## 6. Edit-friendly DDPM inversion
+#
+# DDIM inversion is approximate: each upward step evaluates $\epsilon_\theta$ at the wrong point.
+# Huberman-Spiegelglas et al. (2024), used by the thesis (§4.5), invert the *stochastic* sampler
+# instead:
+#
+# 1. noise the image **independently** at every level of the grid,
+#    $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\tilde\epsilon_t$;
+# 2. from the top down, read off the noise map that makes each DDPM step land exactly on the next
+#    level: $z_t = (x_{t-1} - \mu_t(x_t)) / \sigma_t$.
+#
+# Replaying the sampler with those $z_t$ reproduces the image -- exactly, up to float rounding.
+# (At the last step the DDPM posterior has $\sigma = 0$; the authors set that $z$ to 0 and accept a
+# small error. We give the last step $\sigma = \sqrt{1-\bar\alpha_t}$ so its $z$ absorbs the rest.)
+
+# %%
+ef_grid = core.even_grid(999, 50)
+ef = inversion.edit_friendly_invert(denoiser, held[:3], ef_grid, alphas_cumprod, generator=config.make_generator(3))
+replay = inversion.ddpm_replay(denoiser, ef, alphas_cumprod)
+ddim_50 = inversion.ddim_generate(
+    denoiser, inversion.ddim_invert(denoiser, held[:3], ef_grid, alphas_cumprod).x_t, ef_grid, alphas_cumprod)
+ef_error = float((replay - held[:3]).abs().max())
+print(f"edit-friendly replay: max |x0_rec - x0| = {ef_error:.1e}  (tests require <= 1e-4)")
+print(f"DDIM inversion on the same 50-step grid: PSNR {float(psnr(ddim_50.clamp(-1, 1), held[:3]).mean()):.1f} dB")
+
+# %%
+z = torch.stack(ef.zs).cpu()  # (steps, B, 3, H, W), top step first
+z_std = z.flatten(1).std(dim=1).numpy()
+z_mean = z.flatten(1).mean(dim=1).numpy()
+steps_axis = np.arange(len(z_std))
+fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
+axes[0].plot(steps_axis, z_std, label="std")
+axes[0].plot(steps_axis, z_mean, label="mean")
+axes[0].axhline(1.0, color="grey", lw=0.8)
+axes[0].set(xlabel="reverse step (0 = t 999)", title="statistics of the z_t maps")
+axes[0].legend()
+axes[1].imshow(((z[len(z) // 2, 0].permute(1, 2, 0).clamp(-3, 3) + 3) / 6).numpy())
+axes[1].set(title="z_t at the middle step (image 0)", xticks=[], yticks=[])
+plt.show()
+print("z std at steps 0, 25, 48, 49:", [round(float(z_std[k]), 2) for k in (0, 25, 48, 49)])
+
+# %% [markdown]
+# The $z_t$ are not standard normal. Their standard deviation (printed above) is well above 1 for
+# most of the trajectory: consecutive levels were noised *independently*, so each step has to
+# bridge two unrelated noise draws, which a single $\sigma_t z$ of unit variance could not do. They
+# look like noise, yet together with $x_T$ they pin the image down exactly -- which is why an edit
+# that replays them (a changed model, or guidance) keeps the original's layout (the thesis's
+# "real image editing" experiments). The last map, which absorbs the final residual, is small.
+#
+# ## Claims vs what we measured
+
+# %%
+claims = pd.DataFrame([
+    ("DDPM/DDIM (book engine)", "our DDIM step equals diffusers' DDIMScheduler.step", "unit test, max error < 1e-5"),
+    ("DiffusionCLIP §4.3", "(S_inv, S_gen) = (40, 6): good enough for fine-tuning, some detail lost",
+     f"t0=500: {table[(500, 40, 6)]:.1f} dB"),
+    ("DiffusionCLIP §4.3", "(40, 40): reconstruction indistinguishable from the original",
+     f"t0=500: {table[(500, 40, 40)]:.1f} dB"),
+    ("DiffusionCLIP §4.3", "S_inv = 6 preserves identity but with artifacts",
+     f"t0=500: (6, 40) {table[(500, 6, 40)]:.1f} dB vs (40, 40) {table[(500, 40, 40)]:.1f} dB"),
+    ("this book, issue acceptance", "round trip S_inv = S_gen = 40 from t0 = 999: PSNR >= 30 dB",
+     f"{table[(999, 40, 40)]:.1f} dB"),
+    ("Huberman-Spiegelglas et al.", "edit-friendly inversion reconstructs exactly",
+     f"max abs error {ef_error:.1e}"),
+    ("DDIM (Song et al.)", "deterministic DDIM gives good samples in few steps",
+     ", ".join(f"{n} {s}: {r['single garment region']}" for (n, s), r in zip(outputs, rows))),
+], columns=["source", "claim", "measured here"])
+claims
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Change `eps_at="lower"` to `"higher"` in `inversion.ddim_invert` (diffusers' convention) and
+#    redo the $t_0 = 999$ row of the PSNR table. Which is better, and why does it matter most at
+#    small $S_\text{inv}$?
+# 2. Sample with $\eta = 0.5$ at 50 steps from the same $x_T$. Where do the samples sit between the
+#    DDIM and DDPM rows?
+# 3. The live run used 32 px and 200 steps. Double the steps and plot the loss of both runs. Why
+#    does the loss curve say so little about sample quality?
+# 4. In the edit-friendly inversion, replace the stored $z_t$ of the *first* ten steps by fresh
+#    noise and replay. What stays and what changes? Relate it to the $P_t$ trajectory of section 4.
