@@ -139,12 +139,18 @@ def train_ddpm(
     return TrainResult(result.steps, result.minutes, result.last_loss, result.steps >= cfg.total_steps)
 
 
-def load_ema_weights(model: torch.nn.Module, workdir: str | Path) -> torch.nn.Module:
-    """Copy the EMA weights of ``workdir/checkpoint.pt`` into ``model`` (in place) and return it."""
+def read_checkpoint(workdir: str | Path) -> dict:
+    """The state dict saved by :func:`train_ddpm` in ``workdir/checkpoint.pt``."""
     ckpt_path = Path(workdir) / "checkpoint.pt"
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"no checkpoint at {ckpt_path}")
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    return torch.load(ckpt_path, map_location="cpu", weights_only=False)
+
+
+def load_ema_weights(model: torch.nn.Module, workdir: str | Path, state: dict | None = None) -> torch.nn.Module:
+    """Copy the EMA weights of ``workdir/checkpoint.pt`` (or of an already read ``state``) into
+    ``model`` (in place) and return it."""
+    state = read_checkpoint(workdir) if state is None else state
     with torch.no_grad():
         for p, saved in zip(model.parameters(), state["ema"]):
             p.copy_(saved)

@@ -22,8 +22,10 @@ from tqdm.auto import tqdm
 
 from ..data.garments import (ATTRIBUTES, CAPTION_TEMPLATES, COLLARED, SCHEMA, SLEEVED, STYLES, GarmentSpec, caption,
                              render, spec_for)
+from ..losses import clip_preprocess
 from ..training import fit, load_checkpoint, make_accelerator, warmup_cosine
 from .clip import CLIPBundle, create_clip, encode_text
+from .supervised_training import to_model_input
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,8 @@ def render_cache(seed: int, n: int, size: int = 64, domain: str = "all", progres
 
 
 def _to_pixels(images_u8: np.ndarray, bundle: CLIPBundle) -> torch.Tensor:
-    x = torch.from_numpy(images_u8).permute(0, 3, 1, 2).float().div(255.0)
-    mean = torch.tensor(bundle.mean).view(1, 3, 1, 1)
-    std = torch.tensor(bundle.std).view(1, 3, 1, 1)
-    if x.shape[-1] != bundle.image_size:
-        x = torch.nn.functional.interpolate(x, size=(bundle.image_size,) * 2, mode="bicubic", antialias=True)
-    return (x - mean) / std
+    """uint8 (B, H, W, 3) renders -> CLIP-normalised pixels, through the same preprocessing the losses use."""
+    return clip_preprocess(to_model_input(torch.from_numpy(images_u8)), bundle.image_size, bundle.mean, bundle.std)
 
 
 def train_clip(name: str, cfg: CLIPTrainConfig, workdir: str | Path, minutes: float | None = None,

@@ -263,13 +263,13 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
     from PIL import Image
 
     from ..data.garments import to_uint8
-    from ..diffusion.train import load_ema_weights
+    from ..diffusion.train import load_ema_weights, read_checkpoint
     from . import registry
 
     recipe = get_recipe(name)
     workdir = workdir or TRAINING_DIR / name
-    state = torch.load(workdir / "checkpoint.pt", map_location="cpu", weights_only=False)
-    unet = load_ema_weights(build_unet(recipe), workdir).eval()
+    state = read_checkpoint(workdir)  # read once: the EMA weights and the training facts
+    unet = load_ema_weights(build_unet(recipe), workdir, state).eval()
     # Evaluate the weights as shipped: rounded to fp16, then run in fp32.
     with torch.no_grad():
         for p in unet.parameters():
