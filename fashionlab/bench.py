@@ -19,16 +19,18 @@ import torch
 
 
 def _model():
-    """The shipped garments-ddpm-64 if present, else the same architecture with random weights."""
+    """(unet, its noise-schedule config, description): the shipped garments-ddpm-64 if present,
+    else the same architecture with random weights."""
     from .zoo import recipes, registry
 
     try:
         model = registry.load_pixel_ddpm("garments-ddpm-64", profile="tiny", device="cpu")
-        return model.unet, "garments-ddpm-64 (shipped weights)"
+        return model.unet, dict(model.scheduler.config), "garments-ddpm-64 (shipped weights)"
     except FileNotFoundError:
         recipe = recipes.get_recipe("garments-ddpm-64")
         torch.manual_seed(0)
-        return recipes.build_unet(recipe).eval(), "garments-ddpm-64 architecture, random weights (not shipped yet)"
+        return (recipes.build_unet(recipe).eval(), dict(recipe.scheduler),
+                "garments-ddpm-64 architecture, random weights (not shipped yet)")
 
 
 def engine(batch: int = 8, steps: int = 50, repeats: int = 3) -> dict:
@@ -38,15 +40,17 @@ def engine(batch: int = 8, steps: int = 50, repeats: int = 3) -> dict:
     from .diffusion import core, inversion
     from .metrics import psnr
 
-    unet, what = _model()
+    unet, schedule, what = _model()
     size = int(unet.config.sample_size)
-    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                              clip_sample=False, set_alpha_to_one=True, steps_offset=0)
-    inverse = DDIMInverseScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                                   clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    # The model's own schedule and prediction type; no clipping, final alpha_bar 1, no offset.
+    schedule = {k: v for k, v in schedule.items() if k in ("num_train_timesteps", "beta_schedule", "beta_start",
+                                                           "beta_end", "prediction_type")}
+    options = dict(clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    scheduler = DDIMScheduler(**schedule, **options)
+    inverse = DDIMInverseScheduler(**schedule, **options)
     pipe = DDIMPipeline(unet=unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
-    denoiser = core.PixelDenoiser(unet)
+    denoiser = core.PixelDenoiser(unet, scheduler)
     alphas_cumprod = scheduler.alphas_cumprod
     grid = core.diffusers_grid(scheduler, steps)
 
@@ -71,8 +75,8 @@ def engine(batch: int = 8, steps: int = 50, repeats: int = 3) -> dict:
         x = x0
         with torch.no_grad():
             for t in inverse.timesteps:
-                eps = unet(x, t).sample
-                x = inverse.step(eps, t, x).prev_sample
+                model_output = unet(x, t).sample  # eps or v: the scheduler knows which
+                x = inverse.step(model_output, t, x).prev_sample
         return x
 
     timings = {"ours_sample": [], "diffusers_sample": [], "ours_invert": [], "diffusers_invert": []}

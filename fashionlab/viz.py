@@ -44,6 +44,19 @@ def parts_overlay(image: np.ndarray | torch.Tensor, parts: np.ndarray | torch.Te
     return mix.round().astype(np.uint8)
 
 
+def heatmap(values: np.ndarray | torch.Tensor, vmax: float | None = None, cmap: str = "magma") -> np.ndarray:
+    """A (H, W) map (a mask, a distance map, an attention map) as a uint8 (H, W, 3) image for
+    :func:`image_grid`: values from 0 to ``vmax`` (default: the map's maximum) through ``cmap``."""
+    import matplotlib
+
+    v = values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"values must be a (H, W) map, got shape {v.shape}")
+    top = float(v.max()) if vmax is None else float(vmax)
+    scaled = np.clip(v / top, 0.0, 1.0) if top > 0 else np.zeros_like(v)
+    return (matplotlib.colormaps[cmap](scaled)[..., :3] * 255).round().astype(np.uint8)
+
+
 def image_grid(images: Sequence, ncols: int, titles: Sequence[str] | None = None, row_labels: Sequence[str] | None = None,
                cell: float = 1.2, title_size: int = 7):
     """A grid of images with optional per-image titles and per-row labels; returns the Figure.

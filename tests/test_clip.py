@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fashionlab import losses, metrics
+from fashionlab.data import garments as G
 from fashionlab.models import clip
 
 
@@ -129,7 +130,7 @@ def _clip_train(workdir, steps, resume, cache):
 def test_clip_training_resumes_exactly(tmp_path):
     from fashionlab.models import clip_training as CT
 
-    cache = CT.render_cache(10, 32, progress=False)
+    cache = G.render_cache(10, 32, progress=False)
     _clip_train(tmp_path / "straight", 3, False, cache)
     _clip_train(tmp_path / "resumed", 1, False, cache)
     steps, _ = _clip_train(tmp_path / "resumed", 2, True, cache)

@@ -64,6 +64,28 @@ def test_ddim_step_matches_diffusers(eta):
         x = ref
 
 
+def test_v_prediction_model_steps_like_diffusers():
+    """A v-prediction UNet through PixelDenoiser gives the eps whose DDIM step equals diffusers'
+    DDIMScheduler(prediction_type="v_prediction") stepping on the raw v output."""
+    scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=True, steps_offset=0,
+                              prediction_type="v_prediction")
+    unet = tiny_unet()
+    den = core.PixelDenoiser(unet, scheduler)
+    assert den.prediction_type == "v_prediction"
+    grid = core.diffusers_grid(scheduler, 10)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for t, t_prev in list(zip(reversed(grid[1:]), reversed(grid[:-1])))[:4]:
+            v = unet(x, torch.full((2,), t)).sample
+            ref = scheduler.step(v, t, x, eta=0.0).prev_sample
+            ours = core.ddim_step(x, den(x, t), core.alpha_bar_at(scheduler.alphas_cumprod, t),
+                                  core.alpha_bar_at(scheduler.alphas_cumprod, t_prev)).x_prev
+            torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+            x = ref
+    with pytest.raises(ValueError, match="prediction_type must be one of"):
+        core.PixelDenoiser(unet, DDIMScheduler(prediction_type="sample"))
+
+
 def test_grids():
     assert core.diffusionclip_grid(400, 5) == [-1, 0, 100, 200, 300, 400]
     assert core.diffusionclip_grid(500, 6) == [-1, 0, 100, 200, 300, 400, 500]

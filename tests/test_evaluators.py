@@ -51,7 +51,7 @@ def test_masked_ce_ignores_missing_labels():
 
 
 def test_augmentation_is_seeded_and_mild():
-    cache = ST.render_training_cache(1, 4, progress=False)
+    cache = G.render_cache(1, 4, progress=False)
     x = ST.to_model_input(cache.images)
     a = ST.augment(x, torch.Generator().manual_seed(0), 0.12, 1.0)
     b = ST.augment(x, torch.Generator().manual_seed(0), 0.12, 1.0)
@@ -71,7 +71,7 @@ def test_ece_of_perfect_and_overconfident_predictions():
 @pytest.mark.parametrize("name", ["garments-oracle", "garments-parser"])
 def test_train_export_and_load_round_trip(tmp_path, name):
     recipe = recipes.get_recipe(name)
-    cache = ST.render_training_cache(0, 16, progress=False)
+    cache = G.render_cache(0, 16, progress=False)
     cfg = ST.SupervisedTrainConfig(batch_size=8, total_steps=4, warmup_steps=1, bf16=False, log_every=1,
                                    checkpoint_minutes=1e9)
     loss_fn = ST.oracle_loss if recipe.kind == "oracle" else ST.parser_loss

@@ -150,6 +150,23 @@ def test_region_masks():
         G.region_mask(r.parts[None, None], "sleeve")
 
 
+def test_edit_region_covers_source_and_ideal_target():
+    spec = G.GarmentSpec("t-shirt", sleeve="short", neckline="round", colour="blue")
+    src, tgt = G.render(spec, 64), G.render(spec.edit(sleeve="long"), 64)
+    region = G.edit_region(src.parts, tgt.parts, "sleeve")
+    diff = np.abs(src.image.astype(int) - tgt.image.astype(int)).max(axis=2)
+    changed = diff > 16  # beyond the soft silhouette shading, which reaches a few pixels into the torso
+    assert changed.any() and region.numpy()[changed].all()  # every real change lies inside
+    assert not G.region_mask(src.parts, "sleeve").numpy()[changed].all()  # the source region alone misses some
+    assert diff[~region.numpy()].max() <= 16  # outside: only the shading halo
+    both = G.edit_region(src.parts, tgt.parts, ("sleeve", "colour"))
+    assert both.sum() > region.sum()
+    with pytest.raises(ValueError, match="same shape"):
+        G.edit_region(src.parts, tgt.parts[:32], "sleeve")
+    with pytest.raises(ValueError, match="at least one"):
+        G.edit_region(src.parts, tgt.parts, ())
+
+
 def test_sizes_render():
     spec = G.spec_for(0, 1, "all")
     for size in (32, 64, 128, 256):

@@ -50,3 +50,9 @@ def test_viz_helpers():
         viz.parts_overlay(r.image, r.parts[:10])
     with pytest.raises(ValueError, match="ncols"):
         viz.image_grid([r.image], ncols=0)
+    hm = viz.heatmap(torch.tensor([[0.0, 1.0], [2.0, 4.0]]))
+    assert hm.shape == (2, 2, 3) and hm.dtype == np.uint8
+    assert hm[1, 1].sum() > hm[0, 1].sum() > hm[0, 0].sum()  # magma brightens with the value
+    assert (viz.heatmap(np.zeros((3, 3))) == viz.heatmap(np.zeros((3, 3)), vmax=1.0)).all()
+    with pytest.raises(ValueError, match="map"):
+        viz.heatmap(np.zeros((2, 2, 2)))

@@ -707,6 +707,46 @@ def render(spec: GarmentSpec, size: int = 64, supersample: int | None = None) ->
     return Rendering(spec, image, parts)
 
 
+@dataclass
+class RenderCache:
+    """Many renders held in memory, for trainers and notebooks that draw random batches."""
+
+    images: torch.Tensor
+    """(N, H, W, 3) uint8 RGB."""
+    attributes: torch.Tensor
+    """(N, 8) int64 class indices in :data:`ATTRIBUTES` order, -1 where inapplicable."""
+    styles: torch.Tensor
+    """(N,) int64 index into :data:`STYLES`."""
+    parts: torch.Tensor
+    """(N, H, W) uint8 part labels."""
+    specs: list[GarmentSpec]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def render_cache(seed: int, n: int, size: int = 64, domain: str = "all", progress: bool = True) -> RenderCache:
+    """Render items ``0..n-1`` of the Garments dataset with ``seed`` (see :func:`spec_for`)."""
+    from tqdm.auto import tqdm
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    images = np.empty((n, size, size, 3), np.uint8)
+    parts = np.empty((n, size, size), np.uint8)
+    attributes = np.empty((n, len(ATTRIBUTES)), np.int64)
+    styles = np.empty((n,), np.int64)
+    specs = []
+    for i in tqdm(range(n), desc="rendering", disable=not progress, leave=False):
+        spec = spec_for(seed, i, domain)
+        r = render(spec, size)
+        images[i], parts[i] = r.image, r.parts
+        attributes[i] = spec.attribute_vector()
+        styles[i] = STYLES.index(spec.style)
+        specs.append(spec)
+    return RenderCache(torch.from_numpy(images), torch.from_numpy(attributes), torch.from_numpy(styles),
+                       torch.from_numpy(parts), specs)
+
+
 # ----------------------------------------------------------------------------------------
 # Ground-truth edit regions
 # ----------------------------------------------------------------------------------------
@@ -745,6 +785,28 @@ def region_mask(parts: np.ndarray | torch.Tensor, attribute: str, margin: float 
     if region == "garment":
         return parts_t > 0
     return _dilate(parts_t > 0, radius)
+
+
+def edit_region(source_parts: np.ndarray | torch.Tensor, target_parts: np.ndarray | torch.Tensor,
+                attributes: str | tuple[str, ...] | list[str], margin: float = 0.06) -> torch.Tensor:
+    """The ground-truth region of an edit: the union of each edited attribute's region on the
+    source's part map and on the *ideal* edit's part map (the re-rendered target spec).
+
+    A sleeve lengthened from short to long moves pixels outside the source's sleeves, so the
+    source alone under-counts the region a faithful edit may touch.
+    """
+    names = (attributes,) if isinstance(attributes, str) else tuple(attributes)
+    if not names:
+        raise ValueError("attributes must name at least one edited attribute")
+    src, tgt = (torch.as_tensor(np.asarray(p) if not isinstance(p, torch.Tensor) else p)
+                for p in (source_parts, target_parts))
+    if src.shape != tgt.shape:
+        raise ValueError(f"source_parts and target_parts must have the same shape, got {tuple(src.shape)} "
+                         f"and {tuple(tgt.shape)}")
+    mask = torch.zeros(src.shape, dtype=torch.bool)
+    for name in names:
+        mask |= region_mask(src, name, margin) | region_mask(tgt, name, margin)
+    return mask
 
 
 # ----------------------------------------------------------------------------------------

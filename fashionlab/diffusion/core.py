@@ -38,24 +38,42 @@ Denoiser = Callable[[torch.Tensor, int], torch.Tensor]
 # Denoiser adapters: a pixel UNet2DModel, or a latent UNet2DConditionModel with text embeddings
 # ----------------------------------------------------------------------------------------
 class PixelDenoiser:
-    """eps_theta for a diffusers ``UNet2DModel``.
+    """eps_theta for a diffusers ``UNet2DModel``, whatever the model was trained to predict.
 
     Models with a learned variance (ADM, ``out_channels == 2 * in_channels``) predict
-    [eps, variance interpolation]; we keep the eps half, as guided-diffusion does.
+    [eps, variance interpolation]; we keep the eps half, as guided-diffusion does. A model trained
+    with ``prediction_type="v_prediction"`` (Salimans & Ho, 2022) predicts
+    v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0; its eps is recovered exactly as
+
+        eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t,
+
+    so every method in the book keeps working on eps. Pass the model's ``scheduler`` (its config
+    names the prediction type and its ``alphas_cumprod`` the schedule); without one, the model is
+    taken to predict eps.
     """
 
-    def __init__(self, unet: torch.nn.Module) -> None:
+    PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+    def __init__(self, unet: torch.nn.Module, scheduler=None) -> None:
         self.unet = unet
         in_ch, out_ch = unet.config.in_channels, unet.config.out_channels
         if out_ch not in (in_ch, 2 * in_ch):
             raise ValueError(f"unet out_channels must be in_channels ({in_ch}) or twice that, got {out_ch}")
         self.learned_variance = out_ch == 2 * in_ch
+        self.prediction_type = "epsilon" if scheduler is None else scheduler.config.prediction_type
+        if self.prediction_type not in self.PREDICTION_TYPES:
+            raise ValueError(f"scheduler prediction_type must be one of {self.PREDICTION_TYPES}, "
+                             f"got {self.prediction_type!r}")
+        self.alphas_cumprod = None if scheduler is None else scheduler.alphas_cumprod
 
     def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
         timestep = torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long)
         out = self.unet(x_t, timestep).sample
         if self.learned_variance:
             out = out[:, : x_t.shape[1]]  # (B, 2C, H, W) -> (B, C, H, W): eps, drop the variance
+        if self.prediction_type == "v_prediction":
+            a = alpha_bar_at(self.alphas_cumprod, int(t)).to(device=x_t.device, dtype=x_t.dtype)
+            out = a.sqrt() * out + (1 - a).sqrt() * x_t
         return out
 
 
@@ -256,11 +274,14 @@ def sample(
     sigmas: Sequence[float] | None = None,
     return_trajectory: bool = False,
     progress: bool = False,
+    clip_x0: bool = False,
 ) -> SampleOutput:
     """Run the reverse process from ``x_t`` at level ``grid[-1]`` down the grid to ``grid[0]``.
 
     ``noises[i]`` (and optionally ``sigmas[i]``) give step i's z explicitly, top step first;
-    this is how edit-friendly DDPM inversion replays its noise maps.
+    this is how edit-friendly DDPM inversion replays its noise maps. ``clip_x0`` clips every P_t to
+    [-1, 1] (DDPM's sampler and diffusers' ``clip_sample=True``); off by default, since inversion
+    and exact replay need the unclipped step.
     """
     grid = _check_grid(grid, len(alphas_cumprod))
     steps = list(zip(reversed(grid[1:]), reversed(grid[:-1])))  # (t, t_prev), top first
@@ -274,7 +295,7 @@ def sample(
         step = ddim_step(
             x_t, eps, alpha_bar_at(alphas_cumprod, t), alpha_bar_at(alphas_cumprod, t_prev), eta,
             noise=None if noises is None else noises[i], generator=generator,
-            sigma=None if sigmas is None else sigmas[i],
+            sigma=None if sigmas is None else sigmas[i], clip_x0=clip_x0,
         )
         if return_trajectory:
             out.xt_trajectory.append(x_t)

@@ -97,8 +97,11 @@ def train_ddpm(
     data_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     step, minutes_before = 0, 0.0
+    # What a resumed run must share with the checkpoint: the hyperparameters and the noise schedule.
+    schedule_keys = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "prediction_type")
+    run_config = {**asdict(cfg), "noise_schedule": {k: noise_scheduler.config.get(k) for k in schedule_keys}}
     if resume:
-        state = load_checkpoint(workdir / "checkpoint.pt", asdict(cfg), model, optimizer, lr_schedule)
+        state = load_checkpoint(workdir / "checkpoint.pt", run_config, model, optimizer, lr_schedule)
         for p_ema, saved in zip(ema, state["ema"]):
             p_ema.copy_(saved)
         data_gen.set_state(state["data_rng"])
@@ -107,6 +110,10 @@ def train_ddpm(
     model, optimizer = accelerator.prepare(model, optimizer)
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     num_train_timesteps = noise_scheduler.config.num_train_timesteps
+    prediction_type = noise_scheduler.config.prediction_type
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"noise_scheduler prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+    v_target = prediction_type == "v_prediction"
 
     def compute_loss() -> torch.Tensor:
         # 1. x0 ~ data; t ~ U{0..T-1}; eps ~ N(0, I)
@@ -116,10 +123,12 @@ def train_ddpm(
         # 2. x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps   (forward process, eq. 4 of DDPM)
         alpha_bar_t = alphas_cumprod[t].view(-1, 1, 1, 1)
         x_t = alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * eps
-        # 3. L_simple = || eps - eps_theta(x_t, t) ||^2
+        # 3. L_simple = || eps - eps_theta(x_t, t) ||^2, or the same on v (Salimans & Ho, 2022):
+        #    v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0
+        target = alpha_bar_t.sqrt() * eps - (1 - alpha_bar_t).sqrt() * x0 if v_target else eps
         with accelerator.autocast():
-            eps_pred = model(x_t, t).sample
-        return torch.nn.functional.mse_loss(eps_pred.float(), eps)
+            pred = model(x_t, t).sample
+        return torch.nn.functional.mse_loss(pred.float(), target)
 
     def update_ema(step_done: int) -> None:
         # 4. EMA of the weights, with the warm-up decay of diffusers' EMAModel
@@ -129,7 +138,7 @@ def train_ddpm(
                 p_ema.mul_(decay).add_(p.detach().cpu(), alpha=1 - decay)
 
     result = fit(model=model, optimizer=optimizer, schedule=lr_schedule, accelerator=accelerator,
-                 compute_loss=compute_loss, workdir=workdir, config=asdict(cfg), total_steps=cfg.total_steps,
+                 compute_loss=compute_loss, workdir=workdir, config=run_config, total_steps=cfg.total_steps,
                  batch_size=cfg.batch_size, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
                  checkpoint_minutes=cfg.checkpoint_minutes, step=step, minutes_before=minutes_before,
                  extra_state=lambda: {"ema": [p.detach().cpu() for p in ema], "data_rng": data_gen.get_state(),

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from ..data.garments import (ATTRIBUTES, CAPTION_TEMPLATES, COLLARED, SCHEMA, SLEEVED, STYLES, GarmentSpec, caption,
-                             render, spec_for)
+from ..data.garments import (ATTRIBUTES, CAPTION_TEMPLATES, COLLARED, SCHEMA, SLEEVED, STYLES, GarmentSpec,
+                             RenderCache, caption, render_cache)
 from ..losses import clip_preprocess
 from ..training import fit, load_checkpoint, make_accelerator, warmup_cosine
 from .clip import CLIPBundle, create_clip, encode_text
@@ -66,25 +65,14 @@ def random_caption(spec: GarmentSpec, rng: np.random.Generator, full_caption_pro
     return caption(spec, template, ("category",) + subset)
 
 
-def render_cache(seed: int, n: int, size: int = 64, domain: str = "all", progress: bool = True):
-    """(uint8 images (n, size, size, 3), specs) for items 0..n-1 of the Garments ``seed``."""
-    images = np.empty((n, size, size, 3), np.uint8)
-    specs = []
-    for i in tqdm(range(n), desc="rendering", disable=not progress, leave=False):
-        spec = spec_for(seed, i, domain)
-        images[i] = render(spec, size).image
-        specs.append(spec)
-    return images, specs
-
-
-def _to_pixels(images_u8: np.ndarray, bundle: CLIPBundle) -> torch.Tensor:
+def _to_pixels(images_u8: torch.Tensor, bundle: CLIPBundle) -> torch.Tensor:
     """uint8 (B, H, W, 3) renders -> CLIP-normalised pixels, through the same preprocessing the losses use."""
-    return clip_preprocess(to_model_input(torch.from_numpy(images_u8)), bundle.image_size, bundle.mean, bundle.std)
+    return clip_preprocess(to_model_input(images_u8), bundle.image_size, bundle.mean, bundle.std)
 
 
 def train_clip(name: str, cfg: CLIPTrainConfig, workdir: str | Path, minutes: float | None = None,
                max_steps: int | None = None, resume: bool = False, progress: bool = True,
-               cache: tuple[np.ndarray, list] | None = None) -> tuple[int, float]:
+               cache: RenderCache | None = None) -> tuple[int, float]:
     """Train tiny CLIP ``name`` contrastively; checkpoints (model, optimiser, schedule, step, RNG
     states) go to ``workdir/checkpoint.pt`` and the loss to ``workdir/loss.csv``. Returns
     (steps in all, minutes in all)."""
@@ -113,16 +101,17 @@ def train_clip(name: str, cfg: CLIPTrainConfig, workdir: str | Path, minutes: fl
         batch_gen.set_state(state["batch_rng"])
         caption_rng.bit_generator.state = state["caption_rng"]
         step, minutes_before = state["step"], state["minutes"]
-    images, specs = cache if cache is not None else render_cache(cfg.data_seed, cfg.cache_size, bundle.image_size,
-                                                                  progress=progress)
+    cache = cache if cache is not None else render_cache(cfg.data_seed, cfg.cache_size, bundle.image_size,
+                                                         progress=progress)
+    images, specs = cache.images, cache.specs
     model, optimizer = accelerator.prepare(model, optimizer)
     loss_fn = open_clip.ClipLoss()
     last_scale = [0.0]
 
     def compute_loss() -> torch.Tensor:
-        idx = torch.randint(0, len(specs), (cfg.batch_size,), generator=batch_gen).numpy()
+        idx = torch.randint(0, len(specs), (cfg.batch_size,), generator=batch_gen)
         pixels = _to_pixels(images[idx], bundle).to(accelerator.device)
-        texts = [random_caption(specs[i], caption_rng, cfg.full_caption_prob) for i in idx]
+        texts = [random_caption(specs[i], caption_rng, cfg.full_caption_prob) for i in idx.tolist()]
         tokens = bundle.tokenizer(texts).to(accelerator.device)
         with accelerator.autocast():
             image_f, text_f, scale = model(pixels, tokens)[:3]  # unit features and exp(logit_scale)
@@ -181,10 +170,11 @@ def _defaults(category: str) -> dict:
 
 @torch.no_grad()
 def zero_shot_table(bundle: CLIPBundle, seed: int = 100, n: int = 1000, batch_size: int = 250,
-                    cache: tuple[np.ndarray, list] | None = None) -> dict:
+                    cache: RenderCache | None = None) -> dict:
     """Held-out zero-shot accuracy per attribute (and render style), overall and per style, plus
     image->text and text->image recall@1/@5 on full captions. Returns a dict of plain numbers."""
-    images, specs = cache if cache is not None else render_cache(seed, n, bundle.image_size, progress=False)
+    cache = cache if cache is not None else render_cache(seed, n, bundle.image_size, progress=False)
+    images, specs = cache.images, cache.specs
     feats = []
     for start in range(0, len(specs), batch_size):
         pixels = _to_pixels(images[start:start + batch_size], bundle)

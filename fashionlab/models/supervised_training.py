@@ -14,9 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from ..data.garments import ATTRIBUTES, PARTS, STYLES, render, spec_for
+from ..data.garments import ATTRIBUTES, PARTS, RenderCache
 from ..losses import masked_attribute_ce
 from ..training import fit, load_checkpoint, make_accelerator, warmup_cosine
 
@@ -43,32 +42,6 @@ class SupervisedTrainConfig:
     """Per-image Gaussian noise std drawn from U(0, noise_max) (images in [-1, 1])."""
     blur_max: float = 1.0
     """Per-image Gaussian blur sigma (pixels) drawn from U(0, blur_max)."""
-
-
-@dataclass
-class RenderCache:
-    images: torch.Tensor  # (N, H, W, 3) uint8
-    attributes: torch.Tensor  # (N, 8) int64, -1 = inapplicable
-    styles: torch.Tensor  # (N,) int64
-    parts: torch.Tensor  # (N, H, W) uint8
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-
-def render_training_cache(seed: int, n: int, size: int = 64, domain: str = "all", progress: bool = True) -> RenderCache:
-    images = np.empty((n, size, size, 3), np.uint8)
-    parts = np.empty((n, size, size), np.uint8)
-    attributes = np.empty((n, len(ATTRIBUTES)), np.int64)
-    styles = np.empty((n,), np.int64)
-    for i in tqdm(range(n), desc="rendering", disable=not progress, leave=False):
-        spec = spec_for(seed, i, domain)
-        r = render(spec, size)
-        images[i], parts[i] = r.image, r.parts
-        attributes[i] = spec.attribute_vector()
-        styles[i] = STYLES.index(spec.style)
-    return RenderCache(torch.from_numpy(images), torch.from_numpy(attributes), torch.from_numpy(styles),
-                       torch.from_numpy(parts))
 
 
 def to_model_input(images_u8: torch.Tensor) -> torch.Tensor:
