@@ -144,7 +144,7 @@ plt.show()
 # %%
 model = registry.load_pixel_ddpm("garments-ddpm-64", device=device)
 unet, alphas_cumprod = model.unet, model.alphas_cumprod
-denoiser = core.PixelDenoiser(unet)
+denoiser = core.PixelDenoiser(unet, model.scheduler)
 size = model.image_size
 record = registry.read_manifest()["models"].get("garments-ddpm-64", {}) if model.profile == "tiny" else {}
 facts = {k: record.get(k) for k in ("parameters", "training_steps", "planned_steps", "batch_size", "training_minutes",
@@ -203,15 +203,12 @@ fig = image_grid(shown, ncols=8, row_labels=[f"{n} {s}" for n, s in outputs], ce
 plt.show()
 
 # %% [markdown]
-# **Status of the shipped model (honest note).** The recipe plans 8,000 steps; the weights shipped
-# now come from step 4,291 (about two hours on two CPU cores), and training resumes from the
-# committed checkpoint. Garments are recognisable -- categories, sleeve lengths, stripes -- but in
-# most samples the background drifts away from the light grey that every training image has, so the
-# check below fails for almost all of them (see `metrics` in the zoo manifest, printed above). A
-# likely cause, still to be tested: the linear schedule's last level keeps a little signal
-# ($\sqrt{\bar\alpha_{999}} \approx 0.006$), so during training the model learns to read the image's
-# mean brightness from $x_T$; at sampling time it then reads it from random noise (Lin et al., 2024,
-# "Common diffusion noise schedules and sample steps are flawed").
+# **Status of the shipped model (honest note).** The recipe planned 8,000 steps; the weights shipped
+# now come from step 4,291 (about two hours on two CPU cores) of its first, noise-predicting run.
+# Garments are recognisable -- categories, sleeve lengths, stripes -- but in most deterministic DDIM
+# samples the background drifts away from the light grey that every training image has, so the
+# check below fails for almost all of them (see `metrics` in the zoo manifest, printed above).
+# Section 4 measures why, and the recipe has since switched to v-prediction (retraining).
 #
 # The "single garment region" column is a crude quality check that needs no trained evaluator: the
 # share of samples whose non-background pixels form one connected region (specks under 4 pixels
@@ -240,6 +237,42 @@ fig = image_grid(panels, ncols=len(picks), titles=[f"t={t_of_step[k]}" for k in 
 plt.show()
 change = [float((traj.x0_trajectory[k] - traj.x0).abs().mean()) for k in range(50)]
 print("mean |P_t - x_0| at steps 0, 10, 20, 30, 40:", [round(change[k], 3) for k in (0, 10, 20, 30, 40)])
+
+# %% [markdown]
+# **How good is $P_t$ at each noise level?** Noise real held-out garments to level $t$, let the
+# model predict, and compare $P_t$ with the true $x_0$. Two trivial predictors give the scale: the
+# constant image 0 (mid-grey), which is what $\hat\epsilon = x_t/\sqrt{1-\bar\alpha_t}$ implies,
+# and the mean training image.
+
+# %%
+probe = torch.stack([G.to_tensor(G.render(G.spec_for(1, 100 + i), size).image) for i in range(16)]).to(device)
+mean_image = torch.stack([G.to_tensor(G.render(G.spec_for(0, i), size).image) for i in range(256)]).mean(0)
+gen = config.make_generator(5)
+pt_rows = []
+with torch.no_grad():
+    for t in (100, 300, 500, 700, 850, 950, 999):
+        a = alphas_cumprod[t]
+        x_t = a.sqrt() * probe + (1 - a).sqrt() * torch.randn(probe.shape, generator=gen).to(device)
+        p_t = core.predict_x0(x_t, denoiser(x_t, t), a)
+        pt_rows.append({"t": t, "MSE(P_t, x0): model": float((p_t - probe).pow(2).mean()),
+                     "MSE: constant 0": float(probe.pow(2).mean()),
+                     "MSE: mean image": float((mean_image.to(device) - probe).pow(2).mean())})
+pt_quality = pd.DataFrame(pt_rows).set_index("t").round(3)
+pt_quality
+
+# %% [markdown]
+# Read the model column against the two baselines. Where the model's error exceeds the constant's,
+# its $P_t$ is worse than no prediction at all. A noise-predicting ($\epsilon$) model is trained
+# with loss $\lVert\epsilon-\hat\epsilon\rVert^2 = \mathrm{SNR}(t)\,\lVert x_0 - P_t\rVert^2$: at
+# $t = 999$ the SNR is $4\cdot10^{-5}$, so errors in $P_t$ there cost almost nothing in training,
+# yet DDIM's first deterministic jumps build the whole image from exactly these $P_t$. Big models
+# trained for long learn the high-noise regime anyway; ours, after 4,291 steps, did not. Two
+# consequences for this book: guidance methods that evaluate a loss on $P_t$ (chapters 06 and
+# later) get no signal at high $t$ from such a model, and deterministic samples inherit the error
+# as a global colour drift. The fix in the recipe is to predict $v = \sqrt{\bar\alpha_t}\,\epsilon -
+# \sqrt{1-\bar\alpha_t}\,x_0$ (Salimans & Ho, 2022), whose loss weights $x_0$ errors by
+# $1 + \mathrm{SNR}$ instead; `core.PixelDenoiser` turns $v$ back into $\epsilon$ exactly, so no
+# method changes.
 
 # %% [markdown]
 # ## 5. DDIM inversion and DiffusionCLIP's step counts
@@ -346,6 +379,9 @@ claims = pd.DataFrame([
      f"t0=500: (6, 40) {table[(500, 6, 40)]:.1f} dB vs (40, 40) {table[(500, 40, 40)]:.1f} dB"),
     ("this book, issue acceptance", "round trip S_inv = S_gen = 40 from t0 = 999: PSNR >= 30 dB",
      f"{table[(999, 40, 40)]:.1f} dB"),
+    ("Salimans & Ho (2022)", "eps-prediction weights x0 errors by SNR(t), so P_t is poorly learned at high noise",
+     f"t=999: MSE(P_t, x0) {pt_quality.loc[999, 'MSE(P_t, x0): model']:.2f} vs {pt_quality.loc[999, 'MSE: constant 0']:.2f} "
+     f"for the constant 0; t=500: {pt_quality.loc[500, 'MSE(P_t, x0): model']:.3f}"),
     ("Huberman-Spiegelglas et al.", "edit-friendly inversion reconstructs exactly",
      f"max abs error {ef_error:.1e}"),
     ("DDIM (Song et al.)", "deterministic DDIM gives good samples in few steps",

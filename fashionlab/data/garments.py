@@ -560,13 +560,33 @@ def _fabric_gain(spec: GarmentSpec, u: np.ndarray, v: np.ndarray, noise: np.ndar
     """Multiplicative texture of the fabric per pixel (mean about 1)."""
     if spec.fabric == "cotton":
         return np.ones_like(u)
+    # Periods of at least 0.065 of the canvas (about 4 px at 64 px): finer textures vanish under the
+    # box filter and the slight blur that edited images carry, and nothing could then judge them.
     if spec.fabric == "denim":  # twill diagonals plus fibre speckle
-        return 1.0 + 0.13 * np.cos((2 * np.pi / 0.045) * (u + v)) + 0.06 * noise
+        return 1.0 + 0.15 * np.cos((2 * np.pi / 0.07) * (u + v)) + 0.06 * noise
     if spec.fabric == "knit":  # vertical ribs with stitch rows
-        return 1.0 + 0.16 * np.cos((2 * np.pi / 0.04) * u) + 0.05 * np.cos((2 * np.pi / 0.03) * v)
+        return 1.0 + 0.18 * np.cos((2 * np.pi / 0.065) * u) + 0.05 * np.cos((2 * np.pi / 0.05) * v)
     if spec.fabric == "leather":  # darker and smooth; the sheen is added in _colour
         return np.full_like(u, 0.86)
     raise ValueError(f"unknown fabric {spec.fabric!r}")
+
+
+def _sketch_fabric(spec: GarmentSpec, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pencil marks that tell the fabric in a sketch: (darkened strokes (N,) bool, whitening (N,)).
+
+    Denim: dense diagonal twill lines (against the direction of the shadow hatching); knit:
+    vertical rib lines; leather: a bright diagonal sheen; cotton: no marks.
+    """
+    strokes = np.zeros(u.shape, bool)
+    sheen = np.zeros(u.shape, np.float32)
+    if spec.fabric == "denim":
+        strokes = np.mod((u + v) / 0.07, 1.0) < 0.3
+    elif spec.fabric == "knit":
+        strokes = np.mod(u / 0.065, 1.0) < 0.3
+    elif spec.fabric == "leather":
+        t = (u * 0.8 + v * 0.6) - 0.62 - 0.15 * spec.phase
+        sheen = (0.7 * np.exp(-(t / 0.05) ** 2)).astype(np.float32)
+    return strokes, sheen
 
 
 def _edges(labels: np.ndarray, thickness: int, garment_only: bool) -> np.ndarray:
@@ -621,10 +641,8 @@ def _colour(spec: GarmentSpec, labels: np.ndarray, marks: np.ndarray, size: int,
 
     gain = np.ones_like(u)
     whiten = np.zeros_like(u)
-    if spec.style == "photo":
+    if spec.style != "sketch":  # photo and cartoon show the cloth's texture; sketches draw strokes (below)
         gain *= _fabric_gain(spec, u, v, _noise(res)[ys, xs])
-    elif spec.style == "cartoon" and spec.fabric == "leather":
-        gain *= 0.86
     gain[lab == NECK] *= 0.82
     gain[(lab == DETAIL) & (mk == 0)] *= 0.88
     gain[(mk == MARK_LINE) | (mk == MARK_SHADOW)] *= 0.45
@@ -654,6 +672,9 @@ def _colour(spec: GarmentSpec, labels: np.ndarray, marks: np.ndarray, size: int,
         rgb = paper * 0.62 + rgb * 0.38
         hatch = (np.mod((u - v) / 0.05, 1.0) < 0.18) & (u > 0.55)  # shadow-side hatching
         rgb[hatch] *= 0.82
+        strokes, sheen = _sketch_fabric(spec, u, v)  # the fabric, drawn the way an illustrator would
+        rgb[strokes] *= 0.72
+        rgb += (255.0 - rgb) * sheen[:, None]
         rgb[ink[ys, xs]] = (70, 70, 74)  # graphite
     elif spec.style == "cartoon":
         rgb[ink[ys, xs]] = 20.0
