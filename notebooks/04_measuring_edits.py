@@ -38,14 +38,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from open_clip.transformer import VisionTransformer
 
 from fashionlab import config, metrics
 from fashionlab.data import garments as G
 from fashionlab.losses import clip_preprocess, masked_attribute_ce
 from fashionlab.models import supervised_training as ST
 from fashionlab.models.attrnet import AttributeNet
-from fashionlab.models.clip import create_clip
 from fashionlab.viz import heatmap, image_grid, parts_overlay
 from fashionlab.zoo import registry
 
@@ -207,9 +207,6 @@ perc_table.round(4)
 # $L_\infty$ ball of radius $\varepsilon$, towards a different **pattern**.
 
 # %%
-from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD  # noqa: E402
-from open_clip.transformer import VisionTransformer  # noqa: E402
-
 torch.set_grad_enabled(True)
 GUIDE_STEPS, GUIDE_BATCH = 400, 32
 train = G.render_cache(seed=301, n=4000, domain="all", progress=False)
