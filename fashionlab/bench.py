@@ -43,8 +43,7 @@ def engine(batch: int = 8, steps: int = 50, repeats: int = 3) -> dict:
     unet, schedule, what = _model()
     size = int(unet.config.sample_size)
     # The model's own schedule and prediction type; no clipping, final alpha_bar 1, no offset.
-    schedule = {k: v for k, v in schedule.items() if k in ("num_train_timesteps", "beta_schedule", "beta_start",
-                                                           "beta_end", "prediction_type")}
+    schedule = {k: v for k, v in schedule.items() if k in core.SCHEDULE_KEYS}
     options = dict(clip_sample=False, set_alpha_to_one=True, steps_offset=0)
     scheduler = DDIMScheduler(**schedule, **options)
     inverse = DDIMInverseScheduler(**schedule, **options)

@@ -37,6 +37,12 @@ Denoiser = Callable[[torch.Tensor, int], torch.Tensor]
 # ----------------------------------------------------------------------------------------
 # Denoiser adapters: a pixel UNet2DModel, or a latent UNet2DConditionModel with text embeddings
 # ----------------------------------------------------------------------------------------
+PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction")
+"""What a pixel UNet may be trained to predict (a diffusers scheduler's ``prediction_type``)."""
+SCHEDULE_KEYS: tuple[str, ...] = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "prediction_type")
+"""The scheduler-config entries that define a noise schedule and what the model predicts."""
+
+
 class PixelDenoiser:
     """eps_theta for a diffusers ``UNet2DModel``, whatever the model was trained to predict.
 
@@ -52,8 +58,6 @@ class PixelDenoiser:
     taken to predict eps.
     """
 
-    PREDICTION_TYPES = ("epsilon", "v_prediction")
-
     def __init__(self, unet: torch.nn.Module, scheduler=None) -> None:
         self.unet = unet
         in_ch, out_ch = unet.config.in_channels, unet.config.out_channels
@@ -61,8 +65,8 @@ class PixelDenoiser:
             raise ValueError(f"unet out_channels must be in_channels ({in_ch}) or twice that, got {out_ch}")
         self.learned_variance = out_ch == 2 * in_ch
         self.prediction_type = "epsilon" if scheduler is None else scheduler.config.prediction_type
-        if self.prediction_type not in self.PREDICTION_TYPES:
-            raise ValueError(f"scheduler prediction_type must be one of {self.PREDICTION_TYPES}, "
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"scheduler prediction_type must be one of {PREDICTION_TYPES}, "
                              f"got {self.prediction_type!r}")
         self.alphas_cumprod = None if scheduler is None else scheduler.alphas_cumprod
 

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from ..training import fit, load_checkpoint, make_accelerator, warmup_cosine
+from .core import PREDICTION_TYPES, SCHEDULE_KEYS
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,7 @@ def train_ddpm(
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     step, minutes_before = 0, 0.0
     # What a resumed run must share with the checkpoint: the hyperparameters and the noise schedule.
-    schedule_keys = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "prediction_type")
-    run_config = {**asdict(cfg), "noise_schedule": {k: noise_scheduler.config.get(k) for k in schedule_keys}}
+    run_config = {**asdict(cfg), "noise_schedule": {k: noise_scheduler.config.get(k) for k in SCHEDULE_KEYS}}
     if resume:
         state = load_checkpoint(workdir / "checkpoint.pt", run_config, model, optimizer, lr_schedule)
         for p_ema, saved in zip(ema, state["ema"]):
@@ -111,8 +111,8 @@ def train_ddpm(
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     num_train_timesteps = noise_scheduler.config.num_train_timesteps
     prediction_type = noise_scheduler.config.prediction_type
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise ValueError(f"noise_scheduler prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"noise_scheduler prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
     v_target = prediction_type == "v_prediction"
 
     def compute_loss() -> torch.Tensor:

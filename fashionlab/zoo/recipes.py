@@ -105,11 +105,11 @@ def _evaluator_recipes() -> dict[str, EvaluatorRecipe]:
             "garments-oracle", "oracle", {"widths": (32, 64, 128, 192), "blocks_per_stage": 1},
             SupervisedTrainConfig(total_steps=2000),
             "Small ResNet, 8 attribute heads + style; noise and blur augmentation. 2000 steps x 128 "
-            "(about 6 epochs of the 40k-render cache; 25 min on 2 cores)."),
+            "(about 6 epochs of the 40k-render cache; 40 min on 2 cores)."),
         "garments-parser": EvaluatorRecipe(
             "garments-parser", "parser", {"widths": (32, 64, 96, 128)},
             SupervisedTrainConfig(learning_rate=2e-3, total_steps=1500, batch_size=64),
-            "Small U-Net for the six part labels; noise and blur augmentation. 1500 steps x 64 (21 min)."),
+            "Small U-Net for the six part labels; noise and blur augmentation. 1500 steps x 64 (32 min)."),
     }
 
 
@@ -189,7 +189,7 @@ SAMPLERS: dict[str, tuple[int, float, bool]] = {
 }
 """The samplers the shipped-model check runs: name -> (steps, eta, clip P_t to [-1, 1]). DDIM
 (eta 0) as diffusers runs it without clipping; the ancestral DDPM step (eta 1) with DDPM's own
-x0 clipping. The first one's samples go into the sample grid."""
+x0 clipping. Each sampler's first 64 samples are saved as a grid beside the checkpoint."""
 
 
 def evaluate_pixel_ddpm(unet, scheduler, n_samples: int = 256, n_roundtrip: int = 16, roundtrip_steps: int = 40,
