@@ -26,10 +26,17 @@ import torch
 PROFILES = ("tiny", "full")
 PROFILE_ENV = "FASHIONLAB_PROFILE"
 DEVICE_ENV = "FASHIONLAB_DEVICE"
+CACHE_ENV = "FASHIONLAB_CACHE"
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = PACKAGE_DIR / "zoo" / "weights"
 HUB_HOST = "huggingface.co"
+
+
+def cache_dir() -> Path:
+    """Where large regenerable files (pre-rendered training sets) go: ``$FASHIONLAB_CACHE`` or
+    ``~/.cache/fashionlab``. Never committed; safe to delete."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fashionlab")
 
 
 def _check_profile(name: str) -> str:

@@ -92,7 +92,7 @@ def directional_clip_loss(edited_features: torch.Tensor, source_features: torch.
     return loss
 
 
-def _affine_theta(angle_deg: torch.Tensor, translate: torch.Tensor) -> torch.Tensor:
+def affine_theta(angle_deg: torch.Tensor, translate: torch.Tensor) -> torch.Tensor:
     """(N, 2, 3) affine matrices for ``F.affine_grid``: rotation then translation (in [-1, 1] units)."""
     a = angle_deg * math.pi / 180
     cos, sin = torch.cos(a), torch.sin(a)
@@ -144,7 +144,7 @@ def extending_augmentations(images: torch.Tensor, num_views: int = 8, generator:
         return images
     angle = (torch.rand(n, generator=generator) * 2 - 1) * degrees
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * translate * 2  # fraction of size -> [-1, 1] units
-    theta = _affine_theta(angle, shift).to(images.dtype).to(images.device)
+    theta = affine_theta(angle, shift).to(images.dtype).to(images.device)
     repeated = images.repeat(num_views - 1, 1, 1, 1)
     grid = F.affine_grid(theta, list(repeated.shape), align_corners=False)
     out = F.grid_sample(repeated, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -77,6 +77,14 @@ class CSVLog:
         self.handle.close()
 
 
+def read_checkpoint(workdir: str | Path) -> dict:
+    """The training state a run left in ``workdir/checkpoint.pt`` (model, optimiser, step, RNG, ...)."""
+    path = Path(workdir) / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train first (python -m fashionlab.zoo train NAME)")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def load_checkpoint(path: Path, config: dict, model: torch.nn.Module, optimizer, schedule) -> dict:
     """Load ``path`` into model, optimiser and schedule after checking it was written with ``config``;
     returns the whole state (for the loop's own extras: RNG states, EMA, ...)."""

@@ -46,3 +46,121 @@ def test_strategies_freeze_the_right_blocks(net, strategy, trainable_blocks):
 def test_bad_strategy(net, bad):
     with pytest.raises(ValueError, match="strategy must be|lastK needs"):
         apply_strategy(net, bad)
+
+
+# ----------------------------------------------------------------------------------------
+# Building, training and evaluating variants (models/attrnet_training.py)
+# ----------------------------------------------------------------------------------------
+def test_build_attrnet_inits_and_errors():
+    from fashionlab.models import attrnet_training as AT
+
+    a, b = AT.build_attrnet("random", seed=0), AT.build_attrnet("random", seed=0)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), name  # the same seed gives the same network
+    c = AT.build_attrnet("random", seed=1)
+    assert not torch.equal(a.pool.queries, c.pool.queries)
+    assert AT.supervised_name("garments-clip-b") == "garments-vit-sup-b"
+    with pytest.raises(ValueError, match="init must be one of"):
+        AT.build_attrnet("imagenet")
+
+
+def test_category_vit_and_its_loss():
+    from fashionlab.models import attrnet_training as AT
+
+    torch.manual_seed(0)
+    model = AT.CategoryViT("garments-clip-s")
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    logits = model(images)
+    assert logits["category"].shape == (3, 8) and logits["style"].shape == (3, 3)
+    batch = {"attributes": torch.stack([torch.from_numpy(G.spec_for(0, i).attribute_vector()) for i in range(3)]),
+             "styles": torch.zeros(3, dtype=torch.long)}
+    loss = AT.category_loss(model, images, batch)
+    loss.backward()
+    assert loss.item() > 0 and model.visual.conv1.weight.grad is not None
+
+
+def test_random_augment_preserves_range_and_is_seeded():
+    from fashionlab.models import attrnet_training as AT
+
+    images = torch.stack([G.to_tensor(G.render(G.spec_for(0, i)).image) for i in range(4)])
+    a = AT.random_augment(images, torch.Generator().manual_seed(3))
+    b = AT.random_augment(images, torch.Generator().manual_seed(3))
+    assert a.shape == images.shape and torch.equal(a, b) and a.min() >= -1 and a.max() <= 1
+    assert not torch.allclose(a, images)
+    ident = AT.random_augment(images, torch.Generator(), degrees=0, translate=0, scale=(1, 1), brightness=0,
+                              contrast=0)
+    torch.testing.assert_close(ident, images, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("strategy,augment", [("attnpool", False), ("attnpool", True), ("last2", False)])
+def test_train_attrnet_learns_and_respects_freezing(strategy, augment):
+    from fashionlab.models import attrnet_training as AT
+
+    cache = G.render_cache(20, 64, progress=False)
+    model = AT.build_attrnet("random", seed=0)
+    frozen_before = model.backbone.conv1.weight.clone()
+    first_block = [p.clone() for p in model.backbone.transformer.resblocks[0].parameters()]
+    cfg = AT.AttrNetTrainConfig(steps=30, batch_size=16, warmup_steps=3, augment=augment)
+    run = AT.train_attrnet(model, strategy, cache, cfg, seed=0, log_every=10)
+    assert len(run.losses) == 3 and run.losses[-1] < run.losses[0]
+    assert torch.equal(model.backbone.conv1.weight, frozen_before)  # frozen in all three strategies
+    assert all(torch.equal(p, q) for p, q in zip(model.backbone.transformer.resblocks[0].parameters(), first_block))
+    last_block_changed = not torch.equal(model.backbone.transformer.resblocks[-1].mlp.c_fc.weight,
+                                         AT.build_attrnet("random", seed=0).backbone.transformer.resblocks[-1].mlp.c_fc.weight)
+    assert last_block_changed == (strategy == "last2")
+
+
+def test_attention_mass_in_region_against_uniform():
+    """Attention proportional to the region's coverage of each patch puts more mass inside than a
+    uniform map; a map on fully covered patches only puts all of it inside."""
+    from fashionlab.models import attrnet_training as AT
+
+    cache = G.render_cache(21, 12, progress=False)
+    model = AT.build_attrnet("random", seed=0)
+    out = AT.evaluate_attrnet(model, cache, batch_size=5)
+    assert set(out["accuracy"]) == set(G.ATTRIBUTES) and out["n_heldout"] == 12
+    for a in G.ATTRIBUTES:
+        assert 0 <= out["attention_in_region"][a] <= 1 and 0 < out["uniform_in_region"][a] < 1
+
+    def region_attention(full_patches_only):
+        def forward(pixels):
+            parts = cache.parts[forward.offset:forward.offset + len(pixels)]
+            forward.offset += len(pixels)
+            maps = {}
+            for a in G.ATTRIBUTES:
+                cover = torch.nn.functional.adaptive_avg_pool2d(G.region_mask(parts, a).float().unsqueeze(1), 8)
+                cover = ((cover > 0.999).float() if full_patches_only else cover).squeeze(1) + 1e-9
+                maps[a] = cover / cover.sum(dim=(1, 2), keepdim=True)
+            return {a: torch.zeros(len(pixels), n) for a, n in G.NUM_CLASSES.items()}, maps
+        forward.offset = 0
+        return forward
+
+    model.forward = region_attention(False)
+    proportional = AT.evaluate_attrnet(model, cache, batch_size=5)
+    model.forward = region_attention(True)
+    full = AT.evaluate_attrnet(model, cache, batch_size=5)
+    for a in G.ATTRIBUTES:
+        assert proportional["attention_in_region"][a] > out["uniform_in_region"][a] + 0.1, a
+        assert proportional["uniform_in_region"][a] == out["uniform_in_region"][a]
+    for a in ("pattern", "category"):  # large regions: every image has fully covered patches
+        assert full["attention_in_region"][a] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_table_variants_and_resumable_grid(tmp_path):
+    import json
+
+    from fashionlab.models import attrnet_training as AT
+
+    variants = AT.table_variants()
+    assert len(variants) == len({v.key for v in variants}) == 13 * 3
+    assert {v.init for v in variants} == set(AT.INITS)
+    grid = [AT.Variant("random", "attnpool", seed=0), AT.Variant("random", "last2", seed=1)]
+    cfg = AT.AttrNetTrainConfig(steps=4, batch_size=8, warmup_steps=1)
+    out = tmp_path / "tables.json"
+    AT.run_tables(out, grid[:1], cfg, n_train=16, n_test=8, progress=False)
+    first = json.loads(out.read_text())["runs"]
+    done = AT.run_tables(out, grid, cfg, n_train=16, n_test=8, progress=False)
+    assert set(done["runs"]) == {v.key for v in grid}
+    assert done["runs"][grid[0].key] == first[grid[0].key]  # not re-run
+    with pytest.raises(ValueError, match="another config"):
+        AT.run_tables(out, grid, AT.AttrNetTrainConfig(steps=5), n_train=16, n_test=8, progress=False)

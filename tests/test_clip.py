@@ -142,6 +142,27 @@ def test_clip_training_resumes_exactly(tmp_path):
     assert a["caption_rng"] == b["caption_rng"]
 
 
+def test_export_and_tiny_load_round_trip(tmp_path, tiny_profile):
+    """A trained checkpoint exports to fp16 safetensors with its held-out table; the tiny loader
+    verifies the sha256 and gives back the same (fp16-rounded) model; a corrupt file is refused."""
+    from fashionlab.zoo import recipes
+
+    cache = G.render_cache(10, 32, progress=False)
+    _clip_train(tmp_path / "run", 2, False, cache)
+    weights_dir, manifest = tmp_path / "weights", tmp_path / "MANIFEST.json"
+    entry = recipes.export_clip("garments-clip-s", tmp_path / "run", n_heldout=24, weights_dir=weights_dir,
+                                manifest_path=manifest, progress=False)
+    assert entry["training_steps"] == 2 and entry["metrics"]["n_heldout"] == 24
+    assert set(entry["metrics"]["accuracy"]) == set(G_ATTRS) | {"style"}
+    loaded = clip.load_clip("garments-clip-s", device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
+    for key, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value, state[key].half().float(), msg=key)
+    (weights_dir / "garments-clip-s.safetensors").write_bytes(b"corrupt")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        clip.load_clip("garments-clip-s", device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+
+
 def test_random_captions_and_prompt_ensembles():
     import numpy as np
 
@@ -169,3 +190,19 @@ def test_zero_shot_table_shape(bundle):
 
 
 G_ATTRS = ("category", "sleeve", "neckline", "collar", "pattern", "colour", "fabric", "fit")
+
+
+def test_retrieval_recall():
+    from fashionlab.models import clip_training as CT
+
+    f = torch.nn.functional.normalize(torch.randn(50, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    perfect = CT.retrieval_recall(f, f)
+    assert perfect == {"image_to_text_R@1": 1.0, "image_to_text_R@5": 1.0, "text_to_image_R@1": 1.0,
+                       "text_to_image_R@5": 1.0}
+    # Pair 0's text is moved far away from its image: image 0 misses at R@1, the others still hit.
+    moved = f.clone()
+    moved[0] = -f[0]
+    r = CT.retrieval_recall(f, moved, ks=(1,))
+    assert r["image_to_text_R@1"] == pytest.approx(49 / 50) and r["text_to_image_R@1"] == pytest.approx(49 / 50)
+    with pytest.raises(ValueError, match="same shape"):
+        CT.retrieval_recall(f, f[:10])

@@ -217,3 +217,15 @@ def test_dataset_items_and_collate():
     assert np.array_equal(G.to_uint8(item["image"]), G.render(item["spec"], 64).image)
     with pytest.raises(IndexError):
         ds[8]
+
+
+def test_render_cache_on_disk_is_reused_and_keyed(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASHIONLAB_CACHE", str(tmp_path))
+    first = G.render_cache(5, 6, progress=False, on_disk=True)
+    files = list(tmp_path.glob("renders-seed5-n6-64px-all-*.pt"))
+    assert len(files) == 1
+    again = G.render_cache(5, 6, progress=False, on_disk=True)
+    assert torch.equal(first.images, again.images) and torch.equal(first.parts, again.parts)
+    assert again.specs == first.specs
+    G.render_cache(6, 6, progress=False, on_disk=True)  # another seed is another file
+    assert len(list(tmp_path.glob("renders-*.pt"))) == 2

@@ -164,3 +164,10 @@ def test_training_target_follows_the_prediction_type(tmp_path, prediction_type, 
     result = train_ddpm(_OracleV(0.3, scheduler.alphas_cumprod), scheduler,
                         lambda g, b: torch.full((b, 3, 8, 8), 0.3), cfg, tmp_path, progress=False)
     assert (result.final_loss < 1e-8) == zero_loss
+
+
+def test_shipped_models_verify_and_load(tiny_profile):
+    """Every model in the manifest matches its sha256 and loads (the CLI's ``verify``)."""
+    results = registry.verify_all()
+    assert {"garments-ddpm-64", "garments-oracle", "garments-parser"} <= set(results)
+    assert all(status == "ok" for status in results.values()), results

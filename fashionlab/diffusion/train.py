@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from ..training import fit, load_checkpoint, make_accelerator, warmup_cosine
+from ..training import fit, load_checkpoint, make_accelerator, read_checkpoint, warmup_cosine
 from .core import PREDICTION_TYPES, SCHEDULE_KEYS
 
 
@@ -146,14 +146,6 @@ def train_ddpm(
                  after_step=update_ema, minutes=minutes, max_steps=max_steps, fresh_log=not resume,
                  progress=progress, desc="ddpm")
     return TrainResult(result.steps, result.minutes, result.last_loss, result.steps >= cfg.total_steps)
-
-
-def read_checkpoint(workdir: str | Path) -> dict:
-    """The state dict saved by :func:`train_ddpm` in ``workdir/checkpoint.pt``."""
-    ckpt_path = Path(workdir) / "checkpoint.pt"
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {ckpt_path}")
-    return torch.load(ckpt_path, map_location="cpu", weights_only=False)
 
 
 def load_ema_weights(model: torch.nn.Module, workdir: str | Path, state: dict | None = None) -> torch.nn.Module:

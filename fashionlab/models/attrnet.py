@@ -77,7 +77,11 @@ class AttributeNet(nn.Module):
     def forward(self, pixels: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """CLIP-normalised pixels (B, 3, S, S) -> (logits per attribute (B, C_a),
         attention map per attribute (B, g, g) on the patch grid, averaged over heads)."""
-        tokens = self.patch_tokens(pixels)
+        return self.forward_tokens(self.patch_tokens(pixels))
+
+    def forward_tokens(self, tokens: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The pooler and heads on given patch tokens (B, N, W); see :meth:`forward`. Training
+        with a frozen backbone computes the tokens once and calls this."""
         pooled, weights = self.pool(tokens)  # (B, Q, W), (B, heads, Q, N)
         grid = int(math.isqrt(tokens.shape[1]))
         if grid * grid != tokens.shape[1]:

@@ -104,9 +104,11 @@ def encode_image_tokens(bundle: CLIPBundle, pixels: torch.Tensor) -> tuple[torch
 
 
 def load_clip(name: str = "garments-clip-s", profile: str | None = None, device: str | torch.device | None = None,
-              pretrained: str | None = None) -> CLIPBundle:
-    """Load a zoo CLIP. ``tiny``: our shipped weights (sha256-checked). ``full``: ``ViT-B-16`` with
-    OpenAI weights from the hub (``pretrained`` overrides the tag or gives a local file)."""
+              pretrained: str | None = None, weights_dir: Path | None = None,
+              manifest_path: Path | None = None) -> CLIPBundle:
+    """Load a zoo CLIP in eval mode. ``tiny``: our shipped weights (sha256-checked against the
+    manifest; ``weights_dir``/``manifest_path`` point elsewhere, for tests). ``full``: ``ViT-B-16``
+    with OpenAI weights from the hub (``pretrained`` overrides the tag or gives a local file)."""
     from ..zoo import registry
 
     profile = config.get_profile() if profile is None else profile
@@ -114,7 +116,8 @@ def load_clip(name: str = "garments-clip-s", profile: str | None = None, device:
     if profile == "tiny":
         if name not in TINY_MODELS:
             raise ValueError(f"tiny CLIP models are {TINY_MODELS}, got {name!r}")
-        weights = registry.verify_file(name) if pretrained is None else Path(pretrained)
+        where = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
+        weights = registry.verify_file(name, **where) if pretrained is None else Path(pretrained)
         return create_clip(name, str(weights), device)
     if profile != "full":
         raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")

@@ -135,7 +135,8 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
 @torch.no_grad()
 def evaluate_oracle(model: torch.nn.Module, cache: RenderCache, batch_size: int = 250,
                     generator: torch.Generator | None = None, noise_max: float = 0.0, blur_max: float = 0.0) -> dict:
-    """Held-out accuracy and ECE per attribute (applicable images only) and for the style."""
+    """Held-out accuracy and ECE per attribute head of ``model`` (applicable images only) and for the
+    style; ``mean_accuracy`` averages the attribute heads."""
     model.eval()
     logits: dict[str, list] = {}
     for start in range(0, len(cache), batch_size):
@@ -145,13 +146,13 @@ def evaluate_oracle(model: torch.nn.Module, cache: RenderCache, batch_size: int 
         for name, value in model(images).items():
             logits.setdefault(name, []).append(value.float())
     out: dict = {"accuracy": {}, "ece": {}}
-    for k, name in enumerate(ATTRIBUTES + ("style",)):
+    for name in [n for n in ATTRIBUTES + ("style",) if n in logits]:  # the heads the model has
         probs = torch.cat(logits[name]).softmax(dim=1)
-        labels = cache.styles if name == "style" else cache.attributes[:, k]
+        labels = cache.styles if name == "style" else cache.attributes[:, ATTRIBUTES.index(name)]
         keep = labels >= 0
         out["accuracy"][name] = round(float((probs[keep].argmax(1) == labels[keep]).float().mean()), 4)
         out["ece"][name] = round(expected_calibration_error(probs[keep], labels[keep]), 4)
-    out["mean_accuracy"] = round(float(np.mean([out["accuracy"][a] for a in ATTRIBUTES])), 4)
+    out["mean_accuracy"] = round(float(np.mean([v for a, v in out["accuracy"].items() if a != "style"])), 4)
     return out
 
 

@@ -20,8 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--max-steps", type=int, default=None, help="stop after this many more steps")
     train.add_argument("--workdir", type=Path, default=None, help="checkpoint folder (default: training/<name>)")
     export = sub.add_parser("export", help="evaluate a trained recipe and ship its weights (fp16) to the zoo")
-    export.add_argument("name", choices=[n for n, r in recipes.RECIPES.items()
-                                         if isinstance(r, (recipes.DDPMRecipe, recipes.EvaluatorRecipe))])
+    export.add_argument("name", choices=sorted(recipes.RECIPES))
     sub.add_parser("verify", help="hash and load every shipped model")
     sub.add_parser("list", help="list the zoo models and recipes")
     args = parser.parse_args(argv)
@@ -31,8 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.name}: step {steps}, {minutes:.1f} min in all, finished={finished}")
         return 0
     if args.command == "export":
-        if isinstance(recipes.get_recipe(args.name), recipes.EvaluatorRecipe):
+        recipe = recipes.get_recipe(args.name)
+        if isinstance(recipe, recipes.EvaluatorRecipe):
             entry = recipes.export_evaluator(args.name)
+        elif isinstance(recipe, recipes.CLIPRecipe):
+            entry = recipes.export_clip(args.name)
         else:
             entry = recipes.export_recipe(args.name)
         print(json.dumps(entry, indent=2, sort_keys=True))

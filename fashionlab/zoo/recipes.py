@@ -16,6 +16,7 @@ import torch
 
 from ..data.garments import render, render_cache, spec_for, to_tensor
 from ..diffusion.train import DDPMTrainConfig
+from ..training import read_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_DIR = REPO_ROOT / "training"
@@ -86,13 +87,14 @@ def _clip_recipes() -> dict[str, CLIPRecipe]:
 
 @dataclass(frozen=True)
 class EvaluatorRecipe:
-    """The oracle classifier or the part parser, trained on augmented renders of every style."""
+    """A supervised model trained on renders of every style: the oracle classifier, the part
+    parser, or the category ViT that stands in for ImageNet pretraining (chapter 05)."""
 
     name: str
     kind: str
-    """``"oracle"`` or ``"parser"``."""
+    """``"oracle"``, ``"parser"`` or ``"category-vit"``."""
     model: dict
-    """Keyword arguments of GarmentOracle / GarmentParser."""
+    """Keyword arguments of GarmentOracle / GarmentParser / CategoryViT."""
     train: "SupervisedTrainConfig"
     notes: str = ""
 
@@ -110,6 +112,16 @@ def _evaluator_recipes() -> dict[str, EvaluatorRecipe]:
             "garments-parser", "parser", {"widths": (32, 64, 96, 128)},
             SupervisedTrainConfig(learning_rate=2e-3, total_steps=1500, batch_size=64),
             "Small U-Net for the six part labels; noise and blur augmentation. 1500 steps x 64 (32 min)."),
+        **{f"garments-vit-sup-{size}": EvaluatorRecipe(
+            f"garments-vit-sup-{size}", "category-vit", {"clip_name": f"garments-clip-{size}"},
+            # The same renders (seed 10, 60k), steps, batch and optimiser family as the CLIP recipe:
+            # only the supervision differs (category + style labels instead of captions).
+            SupervisedTrainConfig(batch_size=128, learning_rate=5e-4, weight_decay=0.05, warmup_steps=200,
+                                  total_steps=4000, min_lr_ratio=0.05, data_seed=10, cache_size=60000,
+                                  noise_max=0.0, blur_max=0.0),
+            f"ViT of the garments-clip-{size} image tower trained on category + style labels only: the "
+            "ImageNet-pretraining analogue of 000 Table 2 (same data and compute as the CLIP).")
+           for size in ("s", "b")},
     }
 
 
@@ -118,11 +130,10 @@ RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe] = {
 
 
 def build_evaluator(recipe: EvaluatorRecipe) -> torch.nn.Module:
-    from ..models.oracle import GarmentOracle
-    from ..models.parser import GarmentParser
+    from . import registry
 
     torch.manual_seed(recipe.train.seed)  # parameter initialisation
-    return (GarmentOracle if recipe.kind == "oracle" else GarmentParser)(**recipe.model)
+    return registry.supervised_builders()[recipe.kind](**recipe.model)
 
 
 def get_recipe(name: str) -> DDPMRecipe | CLIPRecipe | EvaluatorRecipe:
@@ -161,9 +172,10 @@ def run_recipe(name: str, minutes: float | None = None, max_steps: int | None = 
     recipe = get_recipe(name)
     if isinstance(recipe, EvaluatorRecipe):
         from ..models import supervised_training as ST
+        from ..models.attrnet_training import category_loss
 
-        cache = render_cache(recipe.train.data_seed, recipe.train.cache_size, progress=progress)
-        loss_fn = ST.oracle_loss if recipe.kind == "oracle" else ST.parser_loss
+        cache = render_cache(recipe.train.data_seed, recipe.train.cache_size, progress=progress, on_disk=True)
+        loss_fn = {"oracle": ST.oracle_loss, "parser": ST.parser_loss, "category-vit": category_loss}[recipe.kind]
         steps, minutes_done = ST.train_supervised(build_evaluator(recipe), loss_fn, cache, recipe.train,
                                                   workdir or TRAINING_DIR / name, minutes=minutes,
                                                   max_steps=max_steps, resume=resume, progress=progress)
@@ -242,39 +254,87 @@ def evaluate_pixel_ddpm(unet, scheduler, n_samples: int = 256, n_roundtrip: int 
 
 def export_evaluator(name: str, workdir: Path | None = None, heldout_seed: int = 200, n_heldout: int = 2000,
                      weights_dir: Path | None = None, manifest_path: Path | None = None, progress: bool = True) -> dict:
-    """Evaluate a trained oracle/parser on held-out renders (weights rounded to fp16 as shipped)
-    and export it to the zoo with its metrics. Returns the manifest entry."""
+    """Evaluate a trained oracle, parser or category ViT on held-out renders (weights rounded to
+    fp16 as shipped) and export it to the zoo with its metrics. Returns the manifest entry."""
     from ..models import supervised_training as ST
-    from . import registry
 
     recipe = get_recipe(name)
     workdir = workdir or TRAINING_DIR / name
-    state = torch.load(workdir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = read_checkpoint(workdir)
     model = build_evaluator(recipe)
     model.load_state_dict(state["model"])
-    with torch.no_grad():
-        for t in list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]:
-            t.copy_(t.half().float())
+    round_to_fp16(model)
     cache = render_cache(heldout_seed, n_heldout, progress=progress)
-    if recipe.kind == "oracle":
+    if recipe.kind == "category-vit":
+        metrics = ST.evaluate_oracle(model, cache)
+    elif recipe.kind == "oracle":
         metrics = {"clean": ST.evaluate_oracle(model, cache),
                    "noisy": ST.evaluate_oracle(model, cache, noise_max=recipe.train.noise_max,
                                                blur_max=recipe.train.blur_max)}
     else:
         metrics = ST.evaluate_parser(model, cache)
     metrics["heldout"] = f"{n_heldout} renders of Garments seed {heldout_seed}, all styles and extras"
-    record = {"recipe": name, "data": f"Garments seed {recipe.train.data_seed}, all domains, "
-                                      f"{recipe.train.cache_size} renders", "data_seed": recipe.train.data_seed,
-              "training_minutes": round(float(state["minutes"]), 1), "training_steps": int(state["step"]),
-              "batch_size": recipe.train.batch_size, "final_loss": _last_loss(workdir), "metrics": metrics}
+    record = training_record(name, state, workdir, recipe.train.batch_size, recipe.train.data_seed,
+                             f"Garments seed {recipe.train.data_seed}, all domains, {recipe.train.cache_size} renders")
     cfg = {"model": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.model.items()}}
-    kwargs = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
-    return registry.export_weights(name, model, cfg, record, **kwargs)
+    return _export(name, model, cfg, {**record, "metrics": metrics}, workdir, weights_dir, manifest_path)
+
+
+def export_clip(name: str, workdir: Path | None = None, heldout_seed: int = 100, n_heldout: int = 1000,
+                weights_dir: Path | None = None, manifest_path: Path | None = None, progress: bool = True) -> dict:
+    """Evaluate a trained tiny CLIP (weights rounded to fp16 as shipped) with the held-out
+    zero-shot and retrieval table of :func:`~fashionlab.models.clip_training.zero_shot_table`, and
+    export it to the zoo. Returns the manifest entry."""
+    from ..models.clip import create_clip
+    from ..models.clip_training import zero_shot_table
+
+    recipe = get_recipe(name)
+    workdir = workdir or TRAINING_DIR / name
+    state = read_checkpoint(workdir)
+    bundle = create_clip(name)
+    bundle.model.load_state_dict(state["model"])
+    round_to_fp16(bundle.model)
+    cache = render_cache(heldout_seed, n_heldout, bundle.image_size, progress=progress)
+    metrics = zero_shot_table(bundle, seed=heldout_seed, n=n_heldout, cache=cache)
+    metrics["heldout"] = f"{n_heldout} renders of Garments seed {heldout_seed}, all styles and extras"
+    metrics["logit_scale"] = round(float(bundle.model.logit_scale.detach().exp()), 2)
+    record = training_record(name, state, workdir, recipe.train.batch_size, recipe.train.data_seed,
+                             f"Garments seed {recipe.train.data_seed}, all domains, {recipe.train.cache_size} renders "
+                             "with fresh random captions")
+    return _export(name, bundle.model, {"open_clip_model": name}, {**record, "metrics": metrics}, workdir,
+                   weights_dir, manifest_path)
+
+
+def round_to_fp16(module: torch.nn.Module) -> torch.nn.Module:
+    """Round parameters and float buffers to fp16 in place (kept in fp32): the weights as shipped."""
+    with torch.no_grad():
+        for t in list(module.parameters()) + [b for b in module.buffers() if b.is_floating_point()]:
+            t.copy_(t.half().float())
+    return module
+
+
+def training_record(name: str, state: dict, workdir: Path, batch_size: int, data_seed: int, data: str) -> dict:
+    """The training facts every manifest entry carries."""
+    return {"recipe": name, "data": data, "data_seed": data_seed,
+            "training_minutes": round(float(state["minutes"]), 1), "training_steps": int(state["step"]),
+            "batch_size": batch_size, "final_loss": _last_loss(workdir)}
 
 
 def _last_loss(workdir: Path) -> float | None:
     rows = (workdir / "loss.csv").read_text().strip().splitlines()
     return float(rows[-1].split(",")[1]) if len(rows) > 1 else None
+
+
+def _export(name: str, module: torch.nn.Module, cfg: dict, record: dict, workdir: Path, weights_dir: Path | None,
+            manifest_path: Path | None) -> dict:
+    """Ship ``module`` (fp16) with its config and manifest record, and the run's loss curve beside it
+    (``<name>.loss.csv``, for the chapters' plots)."""
+    from . import registry
+
+    kwargs = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
+    entry = registry.export_weights(name, module, cfg, record, **kwargs)
+    (Path(weights_dir or registry.WEIGHTS_DIR) / f"{name}.loss.csv").write_text((workdir / "loss.csv").read_text())
+    return entry
 
 
 def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | None = None,
@@ -284,17 +344,12 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
     from PIL import Image
 
     from ..data.garments import to_uint8
-    from ..diffusion.train import load_ema_weights, read_checkpoint
-    from . import registry
+    from ..diffusion.train import load_ema_weights
 
     recipe = get_recipe(name)
     workdir = workdir or TRAINING_DIR / name
     state = read_checkpoint(workdir)  # read once: the EMA weights and the training facts
-    unet = load_ema_weights(build_unet(recipe), workdir, state).eval()
-    # Evaluate the weights as shipped: rounded to fp16, then run in fp32.
-    with torch.no_grad():
-        for p in unet.parameters():
-            p.copy_(p.half().float())
+    unet = round_to_fp16(load_ema_weights(build_unet(recipe), workdir, state).eval())  # evaluated as shipped
     scheduler = build_scheduler(recipe)
     metrics = {}
     if evaluate:
@@ -304,22 +359,10 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
             rows = [torch.from_numpy(grid[r * 8:(r + 1) * 8]).permute(1, 0, 2, 3).reshape(grid.shape[1], -1, 3)
                     for r in range(8)]
             Image.fromarray(torch.cat(rows).numpy()).save(workdir / f"samples_{sampler}.png")
-    record = {
-        "recipe": name,
-        "data": f"Garments seed {recipe.data_seed}, domain '{recipe.domain}', size {recipe.unet['sample_size']}",
-        "data_seed": recipe.data_seed,
-        "training_minutes": round(float(state["minutes"]), 1),
-        "training_steps": int(state["step"]),
-        "planned_steps": recipe.train.total_steps,
-        "batch_size": recipe.train.batch_size,
-        "final_loss": _last_loss(workdir),
-        "metrics": metrics,
-    }
+    record = training_record(name, state, workdir, recipe.train.batch_size, recipe.data_seed,
+                             f"Garments seed {recipe.data_seed}, domain '{recipe.domain}', "
+                             f"size {recipe.unet['sample_size']}")
+    record.update(planned_steps=recipe.train.total_steps, metrics=metrics)
     cfg = {"unet": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.unet.items()},
            "scheduler": recipe.scheduler}
-    kwargs = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
-    entry = registry.export_weights(name, unet, cfg, record, **kwargs)
-    # Ship the training loss curve beside the weights, for the chapter's plot.
-    target_dir = weights_dir if weights_dir is not None else registry.WEIGHTS_DIR
-    (target_dir / f"{name}.loss.csv").write_text((workdir / "loss.csv").read_text())
-    return entry
+    return _export(name, unet, cfg, record, workdir, weights_dir, manifest_path)

@@ -36,7 +36,7 @@ class ZooEntry:
     name: str
     kind: str
     """What the loader builds: ``"pixel-ddpm"`` (UNet2DModel + DDPMScheduler), ``"clip"`` (open_clip),
-    ``"oracle"`` or ``"parser"`` (our evaluators)."""
+    ``"oracle"``, ``"parser"`` (our evaluators) or ``"category-vit"`` (chapter 05's supervised backbone)."""
     full_hub_id: str | None
     """The ``full``-profile checkpoint on the hub (None: the evaluators grade Garments images and use
     the same shipped weights under both profiles)."""
@@ -68,6 +68,11 @@ REGISTRY: dict[str, ZooEntry] = {
                                 "Independent small-ResNet attribute classifier that grades edits (never guides)."),
     "garments-parser": ZooEntry("garments-parser", "parser", None, None,
                                 "Small U-Net part parser (background, torso, sleeves, neck, lower, detail)."),
+    **{f"garments-vit-sup-{size}": ZooEntry(
+        f"garments-vit-sup-{size}", "category-vit", None, None,
+        f"The garments-clip-{size} image-tower ViT trained on category + style labels only: the 'ImageNet' "
+        "initialisation of chapter 05. full: an ImageNet ViT-B/16 (timm) is the real counterpart; not wired.")
+       for size in ("s", "b")},
 }
 
 
@@ -222,17 +227,24 @@ def load_tiny_state(name: str, weights_dir: Path = WEIGHTS_DIR,
     return state, cfg
 
 
-def load_evaluator(name: str, device: str | torch.device | None = None, weights_dir: Path = WEIGHTS_DIR,
-                   manifest_path: Path = MANIFEST_PATH) -> torch.nn.Module:
-    """The oracle (``garments-oracle``) or the parser (``garments-parser``), in fp32 and eval mode.
-    They grade Garments images, so both profiles use the shipped weights."""
+def supervised_builders() -> dict[str, type]:
+    """Model class per supervised zoo kind (the oracle, the parser, the category ViT)."""
+    from ..models.attrnet_training import CategoryViT
     from ..models.oracle import GarmentOracle
     from ..models.parser import GarmentParser
 
+    return {"oracle": GarmentOracle, "parser": GarmentParser, "category-vit": CategoryViT}
+
+
+def load_evaluator(name: str, device: str | torch.device | None = None, weights_dir: Path = WEIGHTS_DIR,
+                   manifest_path: Path = MANIFEST_PATH) -> torch.nn.Module:
+    """A shipped supervised model in fp32 and eval mode: the oracle (``garments-oracle``), the parser
+    (``garments-parser``) or a category ViT (``garments-vit-sup-s``). They work on Garments images,
+    so both profiles use the shipped weights."""
     entry = _entry(name)
-    builders = {"oracle": GarmentOracle, "parser": GarmentParser}
+    builders = supervised_builders()
     if entry.kind not in builders:
-        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not an oracle or parser")
+        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not one of {sorted(builders)}")
     state, cfg = load_tiny_state(name, weights_dir, manifest_path)
     module = builders[entry.kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["model"].items()})
     module.load_state_dict(state, strict=True)
