@@ -12,6 +12,9 @@ function                  formula                                               
 ``directional_clip_loss`` dI = E_I(x_edit) - E_I(x_src); 1 - cos(dI, dT)               DiffusionCLIP eq. 8
                           or -log((2 - (1 - cos)) / 2)  (their training code)
 ``extending_augmentations`` N views: the first as is, the rest random affine + perspective  Blended Diffusion
+``spherical_distance``    2 arcsin(|u - v| / 2)^2                                      Blended Diffusion code
+``masked_attribute_ce``   sum_a CE(logits_a, y_a) over labels != -1                    000 eq. 6
+``background_loss``       keep * ||x - X||^2 + keep * pd(x, X)                         000 eq. 7
 ========================  ===========================================================  ===================
 """
 
@@ -59,6 +62,13 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def global_clip_loss(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
     """1 - cos(E_I(x), E_T(y)) per image (DiffusionCLIP eq. 7; the latent-optimisation baseline)."""
     return 1 - cosine(image_features, text_features)
+
+
+def spherical_distance(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """2 arcsin(|u - v| / 2)^2 for unit-normalised u, v (the squared great-circle distance): the
+    CLIP loss of Blended Diffusion's code (after Crowson's CLIP-guided diffusion)."""
+    u, v = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
+    return (u - v).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2)
 
 
 def text_direction(encode_text, source: str, target: str, templates: Sequence[str] = GARMENT_TEMPLATES) -> torch.Tensor:
@@ -177,3 +187,25 @@ def masked_attribute_ce(logits: dict[str, torch.Tensor], labels: torch.Tensor,
         if bool((target >= 0).any()):
             total = total + F.cross_entropy(logits[name].float(), target, ignore_index=-1)
     return total
+
+
+def background_loss(edited: torch.Tensor, source: torch.Tensor, keep: torch.Tensor,
+                    perceptual: torch.nn.Module | None = None, mse_weight: float = 1.0,
+                    perceptual_weight: float = 1.0) -> torch.Tensor:
+    """Background preservation (000 eq. 7) per image:
+
+        mse_weight * mean_hw[keep * ||edited - source||^2] + perceptual_weight * mean_hw[keep * pd(edited, source)]
+
+    ``keep`` (B, 1, H, W) in [0, 1] weights the pixels to preserve (000: 1 - M-bar, the low-attention
+    region; Blended Diffusion: everything, with weights 1e4 and 1e3). ``perceptual`` is a module
+    with ``distance_map(x, y) -> (B, 1, H, W)`` (:class:`~fashionlab.metrics.OraclePerceptual` or
+    LPIPS); None drops that term."""
+    if edited.shape != source.shape or edited.dim() != 4:
+        raise ValueError(f"edited and source must be equal (B, C, H, W) shapes, got {tuple(edited.shape)} "
+                         f"and {tuple(source.shape)}")
+    if keep.dim() != 4 or keep.shape[1] != 1 or keep.shape[-2:] != edited.shape[-2:]:
+        raise ValueError(f"keep must be (B, 1, {edited.shape[-2]}, {edited.shape[-1]}), got {tuple(keep.shape)}")
+    loss = mse_weight * (keep * (edited - source).pow(2).sum(dim=1, keepdim=True)).mean(dim=(1, 2, 3))
+    if perceptual is not None and perceptual_weight:
+        loss = loss + perceptual_weight * (keep * perceptual.distance_map(edited, source)).mean(dim=(1, 2, 3))
+    return loss

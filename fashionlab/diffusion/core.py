@@ -130,6 +130,12 @@ def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor |
     return (x_t - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
 
 
+def noise_to(x0: torch.Tensor, alpha_bar_t: torch.Tensor | float, eps: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(bar-alpha_t) x0 + sqrt(1 - bar-alpha_t) eps: the forward process q(x_t | x0), DDPM eq. (4)."""
+    alpha_bar_t = torch.as_tensor(alpha_bar_t, dtype=x0.dtype, device=x0.device)
+    return alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * eps
+
+
 def predict_eps(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar_t: torch.Tensor | float) -> torch.Tensor:
     """The eps that makes P_t equal ``x0``: (x_t - sqrt(bar-alpha_t) x0) / sqrt(1 - bar-alpha_t)."""
     alpha_bar_t = torch.as_tensor(alpha_bar_t, dtype=x_t.dtype, device=x_t.device)

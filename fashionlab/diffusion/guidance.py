@@ -18,6 +18,11 @@ paper 000's Procedure 1 writes it: the gradient with respect to X_hat_0).
 
 The conditioning range ``[t1, t2)`` is given as *step indices* of the reverse process, as in
 the thesis: index 0 is the first (noisiest) step.
+
+``loss_on="blend"`` feeds the loss Blended Diffusion's noisy-x0 blend
+sqrt(1 - bar-alpha_t) P_t + (1 - sqrt(1 - bar-alpha_t)) x_t instead of P_t (their code's
+``cond_fn``); ``after_step(x_prev, t_prev)`` may rewrite every x_{t-1} (their background
+re-noising).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from tqdm.auto import tqdm
 from .core import Denoiser, _check_grid, alpha_bar_at, ddim_sigma, ddim_step, predict_x0
 
 MODES = ("nudge", "universal", "mean_shift")
+LOSS_INPUTS = ("x0", "blend")
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -64,8 +70,9 @@ def refine_tail(grid: Sequence[int], t2: int, extra_steps: int) -> list[int]:
 
 
 def _loss_grad(loss_fn: LossFn, x: torch.Tensor, t: int, denoiser: Denoiser, alpha_bar: torch.Tensor,
-               through_unet: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(eps, g, loss) at x: eps_theta(x, t) and the gradient of loss_fn(P_t) w.r.t. x (or P_t)."""
+               through_unet: bool, loss_on: str = "x0") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(eps, g, loss) at x: eps_theta(x, t) and the gradient of loss_fn(P_t) w.r.t. x (or P_t);
+    with ``loss_on="blend"`` the loss sees the noisy-x0 blend of P_t and x (see the module doc)."""
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(through_unet)
         if t < 0:  # the clean level: P = x
@@ -77,7 +84,11 @@ def _loss_grad(loss_fn: LossFn, x: torch.Tensor, t: int, denoiser: Denoiser, alp
                 eps = denoiser(x_in, t)
         x0_pred = predict_x0(x_in, eps, alpha_bar)
         if through_unet:
-            loss = loss_fn(x0_pred)
+            if loss_on == "blend":
+                fac = (1 - alpha_bar).sqrt().to(x_in.dtype)
+                loss = loss_fn(fac * x0_pred + (1 - fac) * x_in)
+            else:
+                loss = loss_fn(x0_pred)
             (grad,) = torch.autograd.grad(loss.sum(), x_in)
         else:
             x0_leaf = x0_pred.detach().requires_grad_(True)
@@ -106,19 +117,26 @@ def guided_sample(
     sigmas: Sequence[float] | None = None,
     return_trajectory: bool = False,
     progress: bool = False,
+    loss_on: str = "x0",
+    after_step: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> GuidedOutput:
     """Reverse process from ``x_t`` (at ``grid[-1]``) with gradient guidance on steps ``[t1, t2)``.
 
     ``mask`` (broadcastable to x) multiplies the gradient; ``recurrence`` k re-noises
     x_{t-1} -> x_t and repeats a guided step k more times (universal guidance §3.3);
-    ``noises``/``sigmas`` replay explicit z_t (edit-friendly inversion). With ``strength=0`` the
-    result equals :func:`fashionlab.diffusion.core.sample` bit for bit.
+    ``noises``/``sigmas`` replay explicit z_t (edit-friendly inversion). ``loss_on`` and
+    ``after_step`` serve Blended Diffusion (module doc). With ``strength=0`` the result equals
+    :func:`fashionlab.diffusion.core.sample` bit for bit.
     """
     grid = _check_grid(grid, len(alphas_cumprod))
     n_steps = len(grid) - 1
     t2 = n_steps if t2 is None else t2
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if loss_on not in LOSS_INPUTS:
+        raise ValueError(f"loss_on must be one of {LOSS_INPUTS}, got {loss_on!r}")
+    if loss_on == "blend" and not through_unet:
+        raise ValueError("loss_on='blend' differentiates through x_t, so it needs through_unet=True")
     if not (0 <= t1 <= t2 <= n_steps):
         raise ValueError(f"need 0 <= t1 <= t2 <= number of steps ({n_steps}), got t1={t1}, t2={t2}")
     if extra_steps < 0 or recurrence < 0:
@@ -146,7 +164,7 @@ def guided_sample(
                 fresh = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device="cpu").to(x_t.device)
                 x_t = ratio.sqrt() * x_prev + (1 - ratio).sqrt() * fresh
             if guided and mode in ("universal", "mean_shift"):
-                eps, grad, loss = _loss_grad(loss_fn, x_t, t, denoiser, a_t, through_unet)
+                eps, grad, loss = _loss_grad(loss_fn, x_t, t, denoiser, a_t, through_unet, loss_on)
                 out.losses.append(float(loss.mean()))
                 if mask is not None:
                     grad = grad * mask
@@ -162,11 +180,13 @@ def guided_sample(
                 step = ddim_step(x_t, eps, a_t, a_prev, eta, noise=noise, generator=generator, sigma=sigma)
                 x_prev = step.x_prev
                 if guided:  # mode == "nudge": Algorithm 1, lines 5-10
-                    _, grad, loss = _loss_grad(loss_fn, x_prev, t_prev, denoiser, a_prev, through_unet)
+                    _, grad, loss = _loss_grad(loss_fn, x_prev, t_prev, denoiser, a_prev, through_unet, loss_on)
                     out.losses.append(float(loss.mean()))
                     if mask is not None:
                         grad = grad * mask
                     x_prev = x_prev - strength * grad * a_t**2
+        if after_step is not None:
+            x_prev = after_step(x_prev, t_prev)
         if return_trajectory:
             out.x0_trajectory.append(step.x0_pred.detach())
         x_t = x_prev.detach()

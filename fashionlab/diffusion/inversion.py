@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .core import Denoiser, _check_grid, alpha_bar_at, ddim_sigma, ddim_step, sample
+from .core import Denoiser, _check_grid, alpha_bar_at, ddim_sigma, ddim_step, noise_to, sample
 
 
 @dataclass
@@ -126,7 +126,7 @@ def edit_friendly_invert(
     for t in grid[1:]:
         a_t = alpha_bar_at(alphas_cumprod, t).to(x0.dtype)
         eps_t = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
-        levels[t] = a_t.sqrt() * x0 + (1 - a_t).sqrt() * eps_t
+        levels[t] = noise_to(x0, a_t, eps_t)
     sigmas = edit_friendly_sigmas(grid, alphas_cumprod)
     steps = list(zip(reversed(grid[1:]), reversed(grid[:-1])))
     x_t = levels[grid[-1]]

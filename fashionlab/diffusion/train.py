@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from ..training import fit, load_checkpoint, make_accelerator, read_checkpoint, warmup_cosine
-from .core import PREDICTION_TYPES, SCHEDULE_KEYS
+from .core import PREDICTION_TYPES, SCHEDULE_KEYS, noise_to
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def train_ddpm(
         eps = torch.randn(x0.shape, generator=noise_gen).to(device)
         # 2. x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps   (forward process, eq. 4 of DDPM)
         alpha_bar_t = alphas_cumprod[t].view(-1, 1, 1, 1)
-        x_t = alpha_bar_t.sqrt() * x0 + (1 - alpha_bar_t).sqrt() * eps
+        x_t = noise_to(x0, alpha_bar_t, eps)
         # 3. L_simple = || eps - eps_theta(x_t, t) ||^2, or the same on v (Salimans & Ho, 2022):
         #    v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0
         target = alpha_bar_t.sqrt() * eps - (1 - alpha_bar_t).sqrt() * x0 if v_target else eps

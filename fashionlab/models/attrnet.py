@@ -24,8 +24,11 @@ import re
 
 import torch
 import torch.nn as nn
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from ..data.garments import ATTRIBUTES, NUM_CLASSES
+from ..losses import clip_preprocess
+from .clip import input_size
 
 STRATEGY_PATTERN = re.compile(r"^(attnpool|e2e|last(\d+))$")
 
@@ -57,13 +60,21 @@ class AttributeNet(nn.Module):
     same shape); its patch tokens are read with ``output_tokens``.
     """
 
-    def __init__(self, backbone: nn.Module, heads: int = 4, attributes: tuple[str, ...] = ATTRIBUTES) -> None:
+    def __init__(self, backbone: nn.Module, heads: int = 4, attributes: tuple[str, ...] = ATTRIBUTES,
+                 backbone_init: str = "pretrained") -> None:
         super().__init__()
         self.backbone = backbone
+        self.backbone_init = backbone_init
+        """Where the backbone's weights came from (``random`` trains it at the full learning rate)."""
         self.attributes = attributes
         width = backbone.transformer.width
         self.pool = AttentionPooler(width, len(attributes), heads)
         self.heads = nn.ModuleDict({a: nn.Linear(width, NUM_CLASSES[a]) for a in attributes})
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (B, 3, H, W) -> the CLIP-normalised input of the backbone
+        (differentiable, so guidance gradients reach the image)."""
+        return clip_preprocess(images, input_size(self.backbone), OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)
 
     def patch_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         previous = self.backbone.output_tokens

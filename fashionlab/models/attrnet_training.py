@@ -88,7 +88,7 @@ def build_attrnet(init: str, clip_name: str = "garments-clip-s", seed: int = 0, 
 
             visual = copy.deepcopy(registry.load_evaluator(supervised_name(clip_name), device="cpu").visual)
         torch.manual_seed(seed)
-        return AttributeNet(visual.train(), heads=heads)
+        return AttributeNet(visual.train(), heads=heads, backbone_init=init)
 
 
 def supervised_name(clip_name: str) -> str:
@@ -141,18 +141,9 @@ class AttrNetTrainConfig:
     bf16: bool = False
 
 
-def to_clip_pixels(model: AttributeNet, images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] (B, 3, H, W) -> the CLIP-normalised input of ``model``'s backbone."""
-    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-
-    size = model.backbone.image_size
-    return clip_preprocess(images, size[0] if isinstance(size, (tuple, list)) else int(size), OPENAI_DATASET_MEAN,
-                           OPENAI_DATASET_STD)
-
-
 def model_pixels(model: AttributeNet, images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 renders (B, H, W, 3) -> the CLIP-normalised input of ``model``."""
-    return to_clip_pixels(model, to_model_input(images_u8))
+    return model.preprocess(to_model_input(images_u8))
 
 
 @dataclass
@@ -165,7 +156,7 @@ class AttrNetRun:
 
 
 def train_attrnet(model: AttributeNet, strategy: str, cache: RenderCache, cfg: AttrNetTrainConfig, seed: int = 0,
-                  random_init: bool = False, log_every: int = 25, progress: bool = False) -> AttrNetRun:
+                  log_every: int = 25, progress: bool = False) -> AttrNetRun:
     """Fine-tune ``model`` on the labelled renders of ``cache`` with ``strategy`` and the masked
     multi-attribute CE (000 eq. 6). Batches (and augmentations) come from ``seed``. With
     ``attnpool`` and no augmentation the frozen backbone's patch tokens are computed once."""
@@ -175,7 +166,7 @@ def train_attrnet(model: AttributeNet, strategy: str, cache: RenderCache, cfg: A
     head_params = list(model.pool.parameters()) + list(model.heads.parameters())
     head_ids = {id(p) for p in head_params}
     backbone_params = [p for p in model.backbone.parameters() if p.requires_grad and id(p) not in head_ids]
-    ratio = 1.0 if random_init else cfg.backbone_lr_ratio
+    ratio = 1.0 if model.backbone_init == "random" else cfg.backbone_lr_ratio
     groups = [{"params": head_params, "lr": cfg.learning_rate}]
     if backbone_params:
         groups.append({"params": backbone_params, "lr": cfg.learning_rate * ratio})
@@ -185,13 +176,12 @@ def train_attrnet(model: AttributeNet, strategy: str, cache: RenderCache, cfg: A
     gen = torch.Generator().manual_seed(seed)
     cached_tokens = None
     model.train()
-    if strategy == "attnpool" and not cfg.augment:
-        model.backbone.eval()
-        with torch.no_grad():
-            cached_tokens = torch.cat([model.patch_tokens(model_pixels(model, cache.images[i:i + 250]))
-                                       for i in range(0, len(cache), 250)])
-    elif strategy == "attnpool":
+    if strategy == "attnpool":
         model.backbone.eval()  # frozen: no dropout or norm statistics to update either way
+        if not cfg.augment:
+            with torch.no_grad():
+                cached_tokens = torch.cat([model.patch_tokens(model_pixels(model, cache.images[i:i + 250]))
+                                           for i in range(0, len(cache), 250)])
     start = time.perf_counter()
     losses, running = [], 0.0
     for step in tqdm(range(cfg.steps), desc=f"attrnet {strategy}", disable=not progress):
@@ -204,7 +194,7 @@ def train_attrnet(model: AttributeNet, strategy: str, cache: RenderCache, cfg: A
                 images = to_model_input(cache.images[idx])
                 if cfg.augment:
                     images = random_augment(images, gen)
-                logits, _ = model(to_clip_pixels(model, images))
+                logits, _ = model(model.preprocess(images))
             loss = masked_attribute_ce(logits, labels, model.attributes)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -290,7 +280,7 @@ def run_variant(variant: Variant, train: RenderCache, test: RenderCache, cfg: At
     """Build, fine-tune and evaluate one variant; returns (model, a JSON-ready result)."""
     model = build_attrnet(variant.init, variant.clip_name, variant.seed)
     run = train_attrnet(model, variant.strategy, train, replace(cfg, augment=variant.augment), seed=variant.seed,
-                        random_init=variant.init == "random", progress=progress)
+                        progress=progress)
     result = evaluate_attrnet(model, test)
     result.update(variant=asdict(variant), train_seconds=round(run.seconds, 1), losses=[round(v, 4) for v in run.losses],
                   trainable_parameters=run.trainable_parameters)

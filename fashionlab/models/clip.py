@@ -45,9 +45,15 @@ class CLIPBundle:
     std: tuple[float, float, float]
 
 
+def input_size(visual: torch.nn.Module) -> int:
+    """The square input side of an open_clip image tower (its ``image_size`` is an int or a pair)."""
+    size = visual.image_size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
 def _bundle(model: torch.nn.Module, name: str, profile: str) -> CLIPBundle:
     visual = model.visual
-    size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else int(visual.image_size)
+    size = input_size(visual)
     mean = tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
     std = tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
     return CLIPBundle(model.eval(), open_clip.get_tokenizer(name), name, profile, int(size), mean, std)

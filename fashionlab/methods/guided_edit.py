@@ -1,0 +1,272 @@
+"""Mask-free, classifier-guided attribute editing (paper 000, Procedure 1) and its baseline,
+Blended Diffusion (CLIP guidance inside a user mask, Avrahami et al., 2022).
+
+Chapter: "Mask-free, classifier-guided fashion attribute editing" (``notebooks/06_guided_editing.py``).
+Both methods run on the book's one guided reverse loop,
+:func:`fashionlab.diffusion.guidance.guided_sample`, with classifier guidance as a mean shift
+(``mode="mean_shift"``, eta = 1).
+
+==========================  ============================================================  ==================
+code                        Procedure 1 of paper 000                                      notes
+==========================  ============================================================  ==================
+``start``                   X_k ~ N(sqrt(bar-alpha_k) X, (1 - bar-alpha_k) I)             k = ``depth``
+``P_t`` (the loss input)    X-hat_0 = (X_t - sqrt(1 - bar-alpha_t) eps) / sqrt(bar-alpha_t)
+``views``                   ExtendingAugmentations(X-hat_0, N)                             first view as is
+attribute loss              -(1/N) sum_i log p(A | view_i), summed over target attributes   CE; f = log p
+``mask``                    M-bar = mean over targets of the attention maps on X-hat_0       divided by its max
+background loss             (1 - M-bar) ||X-hat_0 - X||^2 + (1 - M-bar) pd(X-hat_0, X)       000 eq. 7
+step                        X_{t-1} ~ N(mu + Sigma grad_total, Sigma)                       grad w.r.t. X-hat_0
+==========================  ============================================================  ==================
+
+``grad_total = lambda grad_attr + grad_bckg``: the loss handed to the loop is
+``lambda * attribute loss + background loss`` and the loop's ``strength`` is 1. The attention maps
+of the attention pooler sum to 1 over the patches; 000 does not say how M-bar is scaled before
+``1 - M-bar``, and unscaled it would be ~1/64 everywhere (no region at all), so we divide each
+image's map by its maximum. The maps are treated as constants (no gradient through M-bar).
+
+Blended Diffusion, as its public code does it: the loss sees the noisy-x0 blend of P_t and x_t,
+masked by the user mask (outside set to 0), through the extending augmentations, as the squared
+spherical distance to the prompt's CLIP embedding (weight 1000), plus a range loss (weight 50);
+the gradient is taken through the UNet with respect to x_t; after every step the region outside
+the mask is replaced by the source noised to the same level, and the final image pastes the
+source background back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..data.garments import ATTRIBUTES, SCHEMA, applicable
+from ..diffusion.core import Denoiser, alpha_bar_at, even_grid, noise_to
+from ..diffusion.guidance import guided_sample
+from ..losses import background_loss, clip_preprocess, extending_augmentations, spherical_distance
+
+
+# ----------------------------------------------------------------------------------------
+# Targets
+# ----------------------------------------------------------------------------------------
+def check_targets(targets: dict[str, str], attributes: Sequence[str] = ATTRIBUTES,
+                  categories: Sequence[str] | None = None) -> dict[str, int]:
+    """Validate ``{attribute: value}`` edit targets and return ``{attribute: class index}``.
+
+    ``attributes`` are the ones the classifier has heads for; ``categories`` (one per image, if
+    given) let us refuse an inapplicable target, such as a neckline on trousers."""
+    if not isinstance(targets, dict) or not targets:
+        raise ValueError(f"targets must be a non-empty dict {{attribute: value}}, got {targets!r}")
+    indices = {}
+    for attribute, value in targets.items():
+        if attribute not in attributes:
+            raise ValueError(f"target attribute must be one of {tuple(attributes)}, got {attribute!r}")
+        if value not in SCHEMA[attribute]:
+            raise ValueError(f"target value for {attribute!r} must be one of {SCHEMA[attribute]}, got {value!r}")
+        for k, category in enumerate(categories or ()):
+            if not applicable(attribute, category):
+                raise ValueError(f"target {attribute}={value!r} does not apply to image {k}, a {category}")
+        indices[attribute] = SCHEMA[attribute].index(value)
+    return indices
+
+
+# ----------------------------------------------------------------------------------------
+# Shared pieces
+# ----------------------------------------------------------------------------------------
+@dataclass
+class EditOutput:
+    """What :func:`guided_edit` and :func:`blended_edit` return."""
+
+    edited: torch.Tensor
+    """The edited images (B, 3, H, W) in [-1, 1]."""
+    x_k: torch.Tensor
+    """The noised start X_k."""
+    grid: list[int]
+    p_t: list[torch.Tensor] = field(default_factory=list)
+    """P_t at every step, top first (``return_trajectory=True``)."""
+    masks: list[torch.Tensor] = field(default_factory=list)
+    """M-bar (B, 1, H, W) at every guided step, top first (``return_trajectory=True``; guided_edit only)."""
+    losses: list[float] = field(default_factory=list)
+    """The total guidance loss at every step (mean over the batch)."""
+    seconds: float = 0.0
+
+
+def _check_images(images: torch.Tensor, name: str = "images") -> None:
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name} must be (B, 3, H, W), got {tuple(images.shape)}")
+    if images.min() < -1.001 or images.max() > 1.001:
+        raise ValueError(f"{name} must be in [-1, 1], got [{float(images.min()):.3f}, {float(images.max()):.3f}]")
+
+
+def _check_schedule(depth: int, steps: int, alphas_cumprod: torch.Tensor) -> None:
+    if not 0 < depth < len(alphas_cumprod):
+        raise ValueError(f"depth (k) must be in [1, {len(alphas_cumprod) - 1}], got {depth}")
+    if not 1 <= steps <= depth + 1:
+        raise ValueError(f"steps must be in [1, depth + 1 = {depth + 1}], got {steps}")
+
+
+def _start(images: torch.Tensor, depth: int, steps: int, alphas_cumprod: torch.Tensor,
+           generator: torch.Generator | None) -> tuple[list[int], torch.Tensor]:
+    """The time grid from ``depth`` down to the clean image, and X_k = q(X_k | X) (drawn on the CPU)."""
+    grid = even_grid(depth, steps)
+    eps = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
+    return grid, noise_to(images, alpha_bar_at(alphas_cumprod, grid[-1]), eps)
+
+
+def attention_region(maps: dict[str, torch.Tensor], attributes: Sequence[str], size: tuple[int, int]) -> torch.Tensor:
+    """M-bar: the attention maps (B, g, g) of ``attributes`` averaged, upsampled (bilinear) to
+    ``size`` and scaled so each image's maximum is 1; returns (B, 1, H, W) in [0, 1]."""
+    mean = torch.stack([maps[a] for a in attributes]).mean(dim=0).unsqueeze(1)  # (B, 1, g, g)
+    up = F.interpolate(mean, size=size, mode="bilinear", align_corners=False)
+    return (up / up.amax(dim=(2, 3), keepdim=True).clamp(min=1e-12)).clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------------------
+# Paper 000, Procedure 1
+# ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GuidedEditConfig:
+    """Hyperparameters of :func:`guided_edit`. Defaults are paper 000's where stated (lambda = 100,
+    Fig. 8) and Blended Diffusion's code otherwise (000 builds on it): 8 views, 100 respaced
+    steps with the first 25 skipped (k = 750, 75 steps), background weights 1e4 (MSE) and 1e3
+    (perceptual)."""
+
+    depth: int = 750
+    """k: the noise level the edit starts from (of 1000)."""
+    steps: int = 75
+    """Reverse steps from k to the clean image."""
+    strength: float = 100.0
+    """lambda, the weight of the attribute loss."""
+    views: int = 8
+    """N, the number of extending-augmentation views (the first is the unaugmented P_t)."""
+    background: bool = True
+    """Use the background loss of eq. 7 (False: the ablation of 000 Fig. 8)."""
+    mse_weight: float = 1e4
+    perceptual_weight: float = 1e3
+    eta: float = 1.0
+    """Stochasticity of the reverse steps (1 = DDPM; the mean shift needs eta > 0)."""
+    augment_seed: int = 0
+    """Seed of the augmentations' own generator (apart from the noise, so lambda = 0 changes no draw)."""
+
+    def __post_init__(self) -> None:
+        if self.strength < 0:
+            raise ValueError(f"strength (lambda) must be >= 0, got {self.strength}")
+        if self.views < 1:
+            raise ValueError(f"views must be >= 1, got {self.views}")
+        if self.eta <= 0:
+            raise ValueError(f"eta must be > 0 for the mean shift, got {self.eta}")
+
+
+def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module, images: torch.Tensor,
+                targets: dict[str, str], cfg: GuidedEditConfig = GuidedEditConfig(),
+                perceptual: torch.nn.Module | None = None, categories: Sequence[str] | None = None,
+                generator: torch.Generator | None = None, return_trajectory: bool = False,
+                progress: bool = False) -> EditOutput:
+    """Edit ``images`` (B, 3, H, W) in [-1, 1] towards ``targets`` with Procedure 1 of paper 000.
+
+    ``classifier`` is an :class:`~fashionlab.models.attrnet.AttributeNet` (logits and attention
+    maps per attribute); ``perceptual`` a module with ``distance_map`` for the background loss's
+    pd term (None: MSE only). All random draws (X_k, the augmentations, the steps' noise) come
+    from ``generator``."""
+    _check_images(images)
+    _check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
+    indices = check_targets(targets, classifier.attributes, categories)
+    if categories is not None and len(categories) != len(images):
+        raise ValueError(f"categories must name one category per image ({len(images)}), got {len(categories)}")
+    start_time = time.perf_counter()
+    grid, x_k = _start(images, cfg.depth, cfg.steps, alphas_cumprod, generator)
+    source = images.detach()
+    b = len(images)
+    labels = {a: torch.full((cfg.views * b,), i, dtype=torch.long, device=images.device) for a, i in indices.items()}
+    masks: list[torch.Tensor] = []
+    augment_gen = torch.Generator().manual_seed(cfg.augment_seed)
+
+    def loss_fn(p_t: torch.Tensor) -> torch.Tensor:
+        views = extending_augmentations(p_t, cfg.views, generator=augment_gen)  # view-major; views[:b] is P_t
+        logits, maps = classifier(classifier.preprocess(views))
+        attr = sum(F.cross_entropy(logits[a].float(), labels[a], reduction="none") for a in indices)
+        loss = cfg.strength * attr.view(cfg.views, b).mean(dim=0)
+        region = attention_region({a: maps[a][:b].detach() for a in indices}, list(indices), tuple(p_t.shape[-2:]))
+        if return_trajectory:
+            masks.append(region.cpu())
+        if cfg.background:
+            loss = loss + background_loss(p_t, source, 1 - region, perceptual, cfg.mse_weight, cfg.perceptual_weight)
+        return loss
+
+    out = guided_sample(denoiser, x_k, grid, alphas_cumprod, loss_fn, strength=1.0, mode="mean_shift",
+                        through_unet=False, eta=cfg.eta, generator=generator, return_trajectory=return_trajectory,
+                        progress=progress)
+    return EditOutput(out.x0.clamp(-1, 1), x_k, out.grid, out.x0_trajectory, masks, out.losses,
+                      time.perf_counter() - start_time)
+
+
+# ----------------------------------------------------------------------------------------
+# The baseline: Blended Diffusion
+# ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BlendedConfig:
+    """Hyperparameters of :func:`blended_edit`: Blended Diffusion's code defaults (100 respaced
+    steps, 25 skipped; CLIP weight 1000; range weight 50; 8 views; no background loss)."""
+
+    depth: int = 750
+    steps: int = 75
+    clip_weight: float = 1000.0
+    range_weight: float = 50.0
+    views: int = 8
+    eta: float = 1.0
+    augment_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.clip_weight < 0 or self.range_weight < 0:
+            raise ValueError(f"weights must be >= 0, got clip {self.clip_weight}, range {self.range_weight}")
+        if self.views < 1:
+            raise ValueError(f"views must be >= 1, got {self.views}")
+        if self.eta <= 0:
+            raise ValueError(f"eta must be > 0 for the mean shift, got {self.eta}")
+
+
+def blended_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, clip_bundle, images: torch.Tensor,
+                 prompts: str | Sequence[str], mask: torch.Tensor, cfg: BlendedConfig = BlendedConfig(),
+                 generator: torch.Generator | None = None, return_trajectory: bool = False,
+                 progress: bool = False) -> EditOutput:
+    """Blended Diffusion: CLIP-guided editing of ``images`` inside ``mask`` (B, 1, H, W) in {0, 1},
+    towards ``prompts`` (one, or one per image). ``clip_bundle`` is a
+    :class:`~fashionlab.models.clip.CLIPBundle`."""
+    from ..models.clip import encode_text
+
+    _check_images(images)
+    _check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
+    if mask.dim() != 4 or mask.shape[0] != len(images) or mask.shape[1] != 1 or mask.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"mask must be ({len(images)}, 1, {images.shape[-2]}, {images.shape[-1]}), "
+                         f"got {tuple(mask.shape)}")
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if len(prompts) not in (1, len(images)):
+        raise ValueError(f"prompts must be one string or one per image ({len(images)}), got {len(prompts)}")
+    start_time = time.perf_counter()
+    b = len(images)
+    mask = mask.to(images)
+    with torch.no_grad():
+        text = encode_text(clip_bundle, prompts).to(images.device).expand(b, -1)
+    grid, x_k = _start(images, cfg.depth, cfg.steps, alphas_cumprod, generator)
+    model = clip_bundle.model
+    augment_gen = torch.Generator().manual_seed(cfg.augment_seed)
+
+    def loss_fn(x_in: torch.Tensor) -> torch.Tensor:
+        views = extending_augmentations(x_in * mask, cfg.views, generator=augment_gen)
+        features = model.encode_image(clip_preprocess(views, clip_bundle.image_size, clip_bundle.mean,
+                                                      clip_bundle.std))
+        clip = spherical_distance(features.float(), text.repeat(cfg.views, 1)).view(cfg.views, b).mean(dim=0)
+        outside = (x_in - x_in.clamp(-1, 1)).pow(2).mean(dim=(1, 2, 3))
+        return cfg.clip_weight * clip + cfg.range_weight * outside
+
+    def keep_background(x_prev: torch.Tensor, t_prev: int) -> torch.Tensor:
+        eps = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
+        background = noise_to(images, alpha_bar_at(alphas_cumprod, t_prev), eps) if t_prev >= 0 else images
+        return x_prev * mask + background * (1 - mask)
+
+    out = guided_sample(denoiser, x_k, grid, alphas_cumprod, loss_fn, strength=1.0, mode="mean_shift",
+                        through_unet=True, loss_on="blend", eta=cfg.eta, generator=generator,
+                        return_trajectory=return_trajectory, progress=progress, after_step=keep_background)
+    edited = out.x0.clamp(-1, 1) * mask + images * (1 - mask)
+    return EditOutput(edited, x_k, out.grid, out.x0_trajectory, [], out.losses, time.perf_counter() - start_time)

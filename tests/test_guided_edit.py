@@ -1,0 +1,160 @@
+"""Paper 000's Procedure 1 and the Blended-Diffusion baseline, on random-weight models."""
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from fashionlab import losses
+from fashionlab.data.garments import SCHEMA
+from fashionlab.diffusion import core, guidance
+from fashionlab.methods import guided_edit as GE
+from fashionlab.models import clip
+from fashionlab.models.attrnet import AttributeNet
+from tests.test_diffusion_engine import tiny_unet
+
+
+@pytest.fixture(scope="module")
+def alphas_cumprod() -> torch.Tensor:
+    return DDPMScheduler(num_train_timesteps=1000).alphas_cumprod
+
+
+@pytest.fixture(scope="module")
+def denoiser():
+    return core.PixelDenoiser(tiny_unet())
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    torch.manual_seed(0)
+    return AttributeNet(clip.create_clip("garments-clip-s").model.visual).eval()
+
+
+def images(n: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_zero_strength_without_background_is_sdedit(denoiser, alphas_cumprod, classifier):
+    """lambda = 0 and no background loss: noise X to level k, then plain DDPM sampling (SDEdit)."""
+    x = images()
+    cfg = GE.GuidedEditConfig(depth=300, steps=6, strength=0.0, background=False, views=2)
+    out = GE.guided_edit(denoiser, alphas_cumprod, classifier, x, {"pattern": "striped"}, cfg,
+                         generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    grid = core.even_grid(300, 6)
+    x_k = core.noise_to(x, alphas_cumprod[300], torch.randn(x.shape, generator=g))
+    ref = core.sample(denoiser, x_k, grid, alphas_cumprod, eta=1.0, generator=g).x0.clamp(-1, 1)
+    assert out.grid == grid
+    torch.testing.assert_close(out.x_k, x_k)
+    torch.testing.assert_close(out.edited, ref, atol=1e-6, rtol=0)
+    # and guidance does change the result
+    guided = GE.guided_edit(denoiser, alphas_cumprod, classifier, x, {"pattern": "striped"},
+                            GE.GuidedEditConfig(depth=300, steps=6, strength=1e4, views=2),
+                            generator=torch.Generator().manual_seed(5))
+    assert (guided.edited - ref).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("targets, categories, match", [
+    ({}, None, "non-empty dict"),
+    ({"hemline": "short"}, None, "target attribute must be one of"),
+    ({"pattern": "tartan"}, None, "target value for 'pattern'"),
+    ({"neckline": "v-neck"}, ["t-shirt", "trousers"], "does not apply to image 1, a trousers"),
+    ({"sleeve": "long"}, ["skirt", "dress"], "does not apply to image 0, a skirt"),
+])
+def test_bad_targets_fail_early(targets, categories, match, denoiser, alphas_cumprod, classifier):
+    with pytest.raises(ValueError, match=match):
+        GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), targets, categories=categories)
+
+
+def test_bad_arguments_fail_early(denoiser, alphas_cumprod, classifier):
+    with pytest.raises(ValueError, match="depth"):
+        GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), {"colour": "red"}, GE.GuidedEditConfig(depth=0))
+    with pytest.raises(ValueError, match="in \\[-1, 1\\]"):
+        GE.guided_edit(denoiser, alphas_cumprod, classifier, images() * 3, {"colour": "red"})
+    with pytest.raises(ValueError, match="strength"):
+        GE.GuidedEditConfig(strength=-1)
+    with pytest.raises(ValueError, match="eta"):
+        GE.GuidedEditConfig(eta=0)
+    assert GE.check_targets({"colour": "red", "sleeve": "long"}, categories=["dress"]) == {
+        "colour": SCHEMA["colour"].index("red"), "sleeve": SCHEMA["sleeve"].index("long")}
+
+
+@pytest.mark.parametrize("strength", [1e2, 1e4, 1e6])
+def test_huge_strength_stays_finite(strength, denoiser, alphas_cumprod, classifier):
+    cfg = GE.GuidedEditConfig(depth=400, steps=4, strength=strength, views=2, perceptual_weight=0)
+    out = GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), {"colour": "red", "pattern": "checked"}, cfg,
+                         generator=torch.Generator().manual_seed(0), return_trajectory=True)
+    assert torch.isfinite(out.edited).all() and out.edited.abs().max() <= 1
+    assert all(torch.isfinite(p).all() for p in out.p_t) and all(map(lambda v: v == v, out.losses))
+    assert len(out.masks) == len(out.p_t) == 4
+    assert all(m.shape == (2, 1, 16, 16) and m.min() >= 0 and m.max() <= 1 for m in out.masks)
+
+
+def test_attention_region_scales_to_one():
+    maps = {"sleeve": torch.randn(3, 16).softmax(1).view(3, 4, 4),
+            "colour": torch.full((3, 4, 4), 1 / 16)}
+    region = GE.attention_region(maps, ["sleeve", "colour"], (16, 16))
+    assert region.shape == (3, 1, 16, 16)
+    assert torch.allclose(region.amax(dim=(1, 2, 3)), torch.ones(3), atol=1e-5) and region.min() >= 0
+    flat = GE.attention_region({"colour": maps["colour"]}, ["colour"], (8, 8))
+    assert torch.allclose(flat, torch.ones_like(flat))
+
+
+def test_background_loss_weights_only_the_kept_pixels():
+    source = torch.zeros(1, 3, 8, 8)
+    edited = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    keep = torch.zeros(1, 1, 8, 8)
+    keep[..., :4] = 1.0
+    with torch.no_grad():
+        moved = edited.clone()
+        moved[..., :4] = 0.5
+    assert losses.background_loss(moved, source, keep).item() == pytest.approx(3 * 0.25 * 32 / 64)
+    loss = losses.background_loss(edited + 0.1, source, keep).sum()
+    (grad,) = torch.autograd.grad(loss, edited)
+    assert (grad[..., 4:] == 0).all() and (grad[..., :4] > 0).all()
+    with pytest.raises(ValueError, match="keep must be"):
+        losses.background_loss(moved, source, keep[:, :, :4])
+
+
+def test_spherical_distance():
+    u = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    assert torch.allclose(losses.spherical_distance(u, u), torch.zeros(5), atol=1e-6)
+    # the squared great-circle distance over 2: 2 (theta / 2)^2 with theta the angle
+    v = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    theta = torch.arccos((u * v).sum(-1).clamp(-1, 1))
+    assert torch.allclose(losses.spherical_distance(u, 3 * v), 2 * (theta / 2) ** 2, atol=1e-5)
+
+
+def test_blended_keeps_the_background_exactly(denoiser, alphas_cumprod):
+    torch.manual_seed(0)
+    bundle = clip.create_clip("garments-clip-s")
+    x = images()
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    cfg = GE.BlendedConfig(depth=300, steps=4, views=2)
+    out = GE.blended_edit(denoiser, alphas_cumprod, bundle, x, "a striped dress", mask, cfg,
+                          generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.edited * (1 - mask), x * (1 - mask))
+    assert (out.edited - x).abs()[mask.expand_as(x) > 0].mean() > 0.05
+    assert len(out.losses) == 4 and all(v == v for v in out.losses)
+    with pytest.raises(ValueError, match="mask must be"):
+        GE.blended_edit(denoiser, alphas_cumprod, bundle, x, "a striped dress", mask[:1], cfg)
+    with pytest.raises(ValueError, match="prompts must be"):
+        GE.blended_edit(denoiser, alphas_cumprod, bundle, x, ["a", "b", "c"], mask, cfg)
+
+
+def test_loss_on_blend_needs_the_unet_gradient(denoiser, alphas_cumprod):
+    with pytest.raises(ValueError, match="through_unet=True"):
+        guidance.guided_sample(denoiser, images(), core.even_grid(100, 2), alphas_cumprod, lambda p: p.mean((1, 2, 3)),
+                               1.0, mode="mean_shift", eta=1.0, loss_on="blend", through_unet=False)
+
+
+def test_after_step_hook_sees_every_step(denoiser, alphas_cumprod):
+    seen = []
+
+    def hook(x_prev, t_prev):
+        seen.append(t_prev)
+        return x_prev
+
+    grid = core.even_grid(200, 3)
+    guidance.guided_sample(denoiser, images(), grid, alphas_cumprod, lambda p: p.mean((1, 2, 3)), 0.0, after_step=hook)
+    assert seen == list(reversed(grid[:-1]))
