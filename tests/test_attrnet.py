@@ -164,3 +164,21 @@ def test_table_variants_and_resumable_grid(tmp_path):
     assert done["runs"][grid[0].key] == first[grid[0].key]  # not re-run
     with pytest.raises(ValueError, match="another config"):
         AT.run_tables(out, grid, AT.AttrNetTrainConfig(steps=5), n_train=16, n_test=8, progress=False)
+
+
+def test_summarise_runs_over_seeds():
+    from fashionlab.models import attrnet_training as AT
+
+    variants = [AT.Variant("clip", "attnpool", seed=s) for s in (0, 1)] + [AT.Variant("random", "e2e", seed=0),
+                                                                           AT.Variant("clip", "e2e", seed=0)]
+    runs = {variants[0].key: {"accuracy": {"colour": 0.9, "sleeve": 0.7}},
+            variants[1].key: {"accuracy": {"colour": 1.0, "sleeve": 0.8}},
+            variants[2].key: {"accuracy": {"colour": 0.5, "sleeve": 0.3}}}
+    mean, std, seeds = AT.summarise_runs(runs, variants)
+    assert list(mean.index) == ["clip / attnpool [s]", "random / e2e [s]"]  # the missing variant is skipped
+    assert mean.loc["clip / attnpool [s]", "colour"] == pytest.approx(0.95)
+    assert mean.loc["clip / attnpool [s]", "average"] == pytest.approx(0.85)
+    assert std.loc["clip / attnpool [s]", "sleeve"] == pytest.approx(0.0707107, rel=1e-4)
+    assert std.loc["random / e2e [s]"].isna().all() and seeds.tolist() == [2, 1]
+    with pytest.raises(ValueError, match="none of the variants"):
+        AT.summarise_runs({}, variants)

@@ -287,6 +287,30 @@ def run_variant(variant: Variant, train: RenderCache, test: RenderCache, cfg: At
     return model, result
 
 
+def summarise_runs(runs: dict[str, dict], variants: list[Variant], field: str = "accuracy"
+                   ) -> tuple["pd.DataFrame", "pd.DataFrame", "pd.Series"]:
+    """Mean and standard deviation over seeds of ``field`` (``accuracy``, ``attention_in_region``
+    or ``uniform_in_region``) per attribute, one row per variant without its seed (labelled
+    ``init / strategy [+aug] [clip]``), with an ``average`` column; and the number of seeds per
+    row. ``runs`` is :func:`run_tables`'s ``"runs"``; variants missing from it are skipped."""
+    import pandas as pd
+
+    groups: dict[str, list[dict]] = {}
+    for v in variants:
+        if v.key not in runs:
+            continue
+        label = f"{v.init} / {v.strategy}" + (" +aug" if v.augment else "") + f" [{v.clip_name.rsplit('-', 1)[-1]}]"
+        values = dict(runs[v.key][field])
+        values["average"] = sum(values.values()) / len(values)
+        groups.setdefault(label, []).append(values)
+    if not groups:
+        raise ValueError("none of the variants has a run yet")
+    frames = {label: pd.DataFrame(rows) for label, rows in groups.items()}
+    mean = pd.DataFrame({label: f.mean() for label, f in frames.items()}).T
+    std = pd.DataFrame({label: f.std(ddof=1) if len(f) > 1 else f.mean() * float("nan") for label, f in frames.items()}).T
+    return mean, std, pd.Series({label: len(f) for label, f in frames.items()}, name="seeds")
+
+
 TRAIN_SEED, N_TRAIN = 30, 2000
 """The low-data labelled set: 2,000 in-domain (photo, no extras) garments, like a few thousand
 Shopping100k images per attribute value."""
