@@ -4,7 +4,7 @@ import torch
 from fashionlab.data import garments as G
 from fashionlab.losses import masked_attribute_ce
 from fashionlab.models import clip
-from fashionlab.models.attrnet import AttributeNet, apply_strategy
+from fashionlab.models.attrnet import AttributeNet, apply_strategy, attrnet_for
 
 
 @pytest.fixture()
@@ -182,3 +182,24 @@ def test_summarise_runs_over_seeds():
     assert std.loc["random / e2e [s]"].isna().all() and seeds.tolist() == [2, 1]
     with pytest.raises(ValueError, match="none of the variants"):
         AT.summarise_runs({}, variants)
+
+
+def test_attrnet_recipe_trains_exports_and_loads(tmp_path, tiny_profile):
+    from fashionlab.models import attrnet_training as AT
+    from fashionlab.zoo import recipes, registry
+
+    work, weights, manifest = tmp_path / "work", tmp_path / "weights", tmp_path / "MANIFEST.json"
+    weights.mkdir()
+    steps, minutes = AT.train_recipe(AT.Variant("random", "attnpool"), AT.AttrNetTrainConfig(steps=50, warmup_steps=5),
+                                     n_train=32, workdir=work, progress=False)
+    assert steps == 50 and (work / "loss.csv").read_text().count("\n") == 3  # header + 2 logged rows
+    entry = recipes.export_attrnet("garments-attrnet", work, weights, manifest, n_heldout=16, progress=False)
+    assert entry["variant"]["init"] == "random" and 0 <= entry["metrics"]["mean_accuracy"] <= 1
+    assert set(entry["metrics"]["all_styles"]["accuracy"]) == set(AT.ATTRIBUTES)
+    model = registry.load_evaluator("garments-attrnet", device="cpu", weights_dir=weights, manifest_path=manifest)
+    trained = attrnet_for("garments-clip-s")
+    trained.load_state_dict(torch.load(work / "checkpoint.pt", weights_only=False)["model"])
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    logits, maps = model(model.preprocess(x))
+    ref, _ = trained(trained.preprocess(x))
+    assert all(torch.allclose(logits[a], ref[a], atol=2e-2) for a in AT.ATTRIBUTES)  # fp16 rounding only

@@ -103,6 +103,14 @@ class AttributeNet(nn.Module):
         return logits, attention
 
 
+def attrnet_for(clip_name: str = "garments-clip-s", heads: int = 4) -> AttributeNet:
+    """An AttributeNet on a freshly initialised image tower of the open_clip model ``clip_name``
+    (the shape a shipped ``garments-attrnet`` is loaded into)."""
+    from .clip import create_clip
+
+    return AttributeNet(create_clip(clip_name).model.visual, heads=heads, backbone_init="random")
+
+
 def apply_strategy(model: AttributeNet, strategy: str) -> list[nn.Parameter]:
     """Freeze the backbone as ``strategy`` says (``attnpool``, ``lastK``, ``e2e``); returns the
     trainable parameters. The pooler and heads always train."""

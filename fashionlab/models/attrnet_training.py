@@ -276,12 +276,16 @@ def table_variants(seeds: tuple[int, ...] = (0, 1, 2)) -> list[Variant]:
 
 
 def run_variant(variant: Variant, train: RenderCache, test: RenderCache, cfg: AttrNetTrainConfig,
-                progress: bool = False) -> tuple[AttributeNet, dict]:
-    """Build, fine-tune and evaluate one variant; returns (model, a JSON-ready result)."""
+                validation: RenderCache | None = None, progress: bool = False) -> tuple[AttributeNet, dict]:
+    """Build, fine-tune and evaluate one variant; returns (model, a JSON-ready result). The mean
+    accuracy on ``validation`` (if given) is what chooses the shipped variant; the test set
+    only reports."""
     model = build_attrnet(variant.init, variant.clip_name, variant.seed)
     run = train_attrnet(model, variant.strategy, train, replace(cfg, augment=variant.augment), seed=variant.seed,
                         progress=progress)
     result = evaluate_attrnet(model, test)
+    if validation is not None:
+        result["validation_mean_accuracy"] = evaluate_attrnet(model, validation)["mean_accuracy"]
     result.update(variant=asdict(variant), train_seconds=round(run.seconds, 1), losses=[round(v, 4) for v in run.losses],
                   trainable_parameters=run.trainable_parameters)
     return model, result
@@ -314,6 +318,8 @@ def summarise_runs(runs: dict[str, dict], variants: list[Variant], field: str = 
 TRAIN_SEED, N_TRAIN = 30, 2000
 """The low-data labelled set: 2,000 in-domain (photo, no extras) garments, like a few thousand
 Shopping100k images per attribute value."""
+VAL_SEED, N_VAL = 31, 1000
+"""Validation garments of the same domain: they choose the variant that ships as garments-attrnet."""
 TEST_SEED, N_TEST = 32, 1000
 """Held-out garments of the same domain; never used for any choice."""
 
@@ -333,17 +339,42 @@ def run_tables(out: str | Path, variants: list[Variant] | None = None, cfg: Attr
         raise ValueError(f"{out} was made with another config ({done['config']}); use a new file")
     done["config"] = asdict(cfg)
     done["data"] = {"train": f"Garments seed {TRAIN_SEED}, {n_train} in-domain renders",
+                    "validation": f"Garments seed {VAL_SEED}, {n_test} in-domain renders",
                     "test": f"Garments seed {TEST_SEED}, {n_test} in-domain renders"}
     train = render_cache(TRAIN_SEED, n_train, domain="in", progress=False)
+    validation = render_cache(VAL_SEED, n_test, domain="in", progress=False)
     test = render_cache(TEST_SEED, n_test, domain="in", progress=False)
     todo = [v for v in (variants or table_variants()) if v.key not in done["runs"]]
     for variant in tqdm(todo, desc="attrnet variants", disable=not progress):
-        _, result = run_variant(variant, train, test, cfg)
+        _, result = run_variant(variant, train, test, cfg, validation)
         done["runs"][variant.key] = result
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(done, indent=1, sort_keys=True) + "\n")
         tmp.replace(out)
     return done
+
+
+def train_recipe(variant: Variant, cfg: AttrNetTrainConfig, n_train: int, workdir: str | Path,
+                 progress: bool = True) -> tuple[int, float]:
+    """Train ``variant`` on the first ``n_train`` renders of the labelled set (seed
+    :data:`TRAIN_SEED`, in-domain) and leave what the zoo's export reads in ``workdir``:
+    ``checkpoint.pt`` (model, step, minutes, config) and ``loss.csv``. Returns (steps, minutes).
+    Short enough (minutes) to need no resume."""
+    from ..data.garments import render_cache
+    from ..training import atomic_save
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    train = render_cache(TRAIN_SEED, n_train, domain="in", progress=progress)
+    model = build_attrnet(variant.init, variant.clip_name, variant.seed)
+    log_every = 25
+    run = train_attrnet(model, variant.strategy, train, replace(cfg, augment=variant.augment), seed=variant.seed,
+                        log_every=log_every, progress=progress)
+    lines = ["step,loss"] + [f"{(k + 1) * log_every},{v:.5f}" for k, v in enumerate(run.losses)]
+    (workdir / "loss.csv").write_text("\n".join(lines) + "\n")
+    atomic_save({"model": model.state_dict(), "step": cfg.steps, "minutes": run.seconds / 60,
+                 "config": {**asdict(cfg), "variant": asdict(variant), "n_train": n_train}}, workdir / "checkpoint.pt")
+    return cfg.steps, run.seconds / 60
 
 
 if __name__ == "__main__":  # python -m fashionlab.models.attrnet_training notebooks/results/05_attrnet_tables.json

@@ -30,13 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.name}: step {steps}, {minutes:.1f} min in all, finished={finished}")
         return 0
     if args.command == "export":
-        recipe = recipes.get_recipe(args.name)
-        if isinstance(recipe, recipes.EvaluatorRecipe):
-            entry = recipes.export_evaluator(args.name)
-        elif isinstance(recipe, recipes.CLIPRecipe):
-            entry = recipes.export_clip(args.name)
-        else:
-            entry = recipes.export_recipe(args.name)
+        entry = recipes.export(args.name)
         print(json.dumps(entry, indent=2, sort_keys=True))
         return 0
     if args.command == "verify":

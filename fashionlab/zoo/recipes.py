@@ -125,8 +125,30 @@ def _evaluator_recipes() -> dict[str, EvaluatorRecipe]:
     }
 
 
-RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe] = {
-    GARMENTS_DDPM_64.name: GARMENTS_DDPM_64, **_clip_recipes(), **_evaluator_recipes()}
+@dataclass(frozen=True)
+class AttrNetRecipe:
+    """The guidance classifier of chapter 06: one variant of chapter 05's grid, trained on the
+    same labelled set (a few minutes, so no resume)."""
+
+    name: str
+    variant: "Variant"
+    train: "AttrNetTrainConfig"
+    n_train: int
+    notes: str = ""
+
+
+def _attrnet_recipes() -> dict[str, AttrNetRecipe]:
+    from ..models.attrnet_training import N_TRAIN, AttrNetTrainConfig, Variant
+
+    return {"garments-attrnet": AttrNetRecipe(
+        "garments-attrnet", Variant("clip", "attnpool", augment=False, clip_name="garments-clip-s", seed=0),
+        AttrNetTrainConfig(bf16=True), N_TRAIN,
+        "AttributeNet on the garments-clip-s image tower, pooler and heads trained on the 2,000 labelled photos "
+        "of chapter 05.")}
+
+
+RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe | AttrNetRecipe] = {
+    GARMENTS_DDPM_64.name: GARMENTS_DDPM_64, **_clip_recipes(), **_evaluator_recipes(), **_attrnet_recipes()}
 
 
 def build_evaluator(recipe: EvaluatorRecipe) -> torch.nn.Module:
@@ -170,6 +192,12 @@ def run_recipe(name: str, minutes: float | None = None, max_steps: int | None = 
     from ..diffusion.train import train_ddpm
 
     recipe = get_recipe(name)
+    if isinstance(recipe, AttrNetRecipe):
+        from ..models.attrnet_training import train_recipe
+
+        steps, minutes_done = train_recipe(recipe.variant, recipe.train, recipe.n_train, workdir or TRAINING_DIR / name,
+                                           progress=progress)
+        return steps, minutes_done, True
     if isinstance(recipe, EvaluatorRecipe):
         from ..models import supervised_training as ST
         from ..models.attrnet_training import category_loss
@@ -303,6 +331,43 @@ def export_clip(name: str, workdir: Path | None = None, heldout_seed: int = 100,
                              "with fresh random captions")
     return _export(name, bundle.model, {"open_clip_model": name}, {**record, "metrics": metrics}, workdir,
                    weights_dir, manifest_path)
+
+
+def export_attrnet(name: str, workdir: Path | None = None, weights_dir: Path | None = None,
+                   manifest_path: Path | None = None, n_heldout: int | None = None, progress: bool = True) -> dict:
+    """Evaluate a trained AttributeNet (fp16-rounded, as shipped) on the held-out set of chapter 05
+    (accuracy and attention mass in region) and on renders of every style, and export it."""
+    from ..models.attrnet import attrnet_for
+    from ..models.attrnet_training import N_TEST, TEST_SEED, TRAIN_SEED, evaluate_attrnet
+
+    recipe = get_recipe(name)
+    workdir = workdir or TRAINING_DIR / name
+    state = read_checkpoint(workdir)
+    model = attrnet_for(recipe.variant.clip_name)
+    model.load_state_dict(state["model"])
+    round_to_fp16(model)
+    n = n_heldout or N_TEST
+    metrics = evaluate_attrnet(model, render_cache(TEST_SEED, n, domain="in", progress=progress))
+    metrics["heldout"] = f"{n} renders of Garments seed {TEST_SEED}, photo style, no extras"
+    every_style = evaluate_attrnet(model, render_cache(TEST_SEED, n, domain="all", progress=progress))
+    metrics["all_styles"] = {"accuracy": every_style["accuracy"], "mean_accuracy": every_style["mean_accuracy"]}
+    record = training_record(name, state, workdir, recipe.train.batch_size, TRAIN_SEED,
+                             f"{recipe.n_train} labelled in-domain renders of Garments seed {TRAIN_SEED}")
+    record["variant"] = state["config"]["variant"]
+    return _export(name, model, {"model": {"clip_name": recipe.variant.clip_name}}, {**record, "metrics": metrics},
+                   workdir, weights_dir, manifest_path)
+
+
+def export(name: str) -> dict:
+    """Evaluate and ship any trained recipe (the CLI's ``export``); returns the manifest entry."""
+    recipe = get_recipe(name)
+    if isinstance(recipe, AttrNetRecipe):
+        return export_attrnet(name)
+    if isinstance(recipe, EvaluatorRecipe):
+        return export_evaluator(name)
+    if isinstance(recipe, CLIPRecipe):
+        return export_clip(name)
+    return export_recipe(name)
 
 
 def round_to_fp16(module: torch.nn.Module) -> torch.nn.Module:

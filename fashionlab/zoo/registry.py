@@ -73,6 +73,10 @@ REGISTRY: dict[str, ZooEntry] = {
         f"The garments-clip-{size} image-tower ViT trained on category + style labels only: the 'ImageNet' "
         "initialisation of chapter 05. full: an ImageNet ViT-B/16 (timm) is the real counterpart; not wired.")
        for size in ("s", "b")},
+    "garments-attrnet": ZooEntry(
+        "garments-attrnet", "attrnet", None, None,
+        "AttributeNet (ViT + one attention-pooling query per attribute) that guides the edits of chapter 06; "
+        "the best variant of chapter 05. full: train the same recipe on a ViT-B-16 CLIP with real labels."),
 }
 
 
@@ -229,18 +233,19 @@ def load_tiny_state(name: str, weights_dir: Path = WEIGHTS_DIR,
 
 def supervised_builders() -> dict[str, type]:
     """Model class per supervised zoo kind (the oracle, the parser, the category ViT)."""
+    from ..models.attrnet import attrnet_for
     from ..models.attrnet_training import CategoryViT
     from ..models.oracle import GarmentOracle
     from ..models.parser import GarmentParser
 
-    return {"oracle": GarmentOracle, "parser": GarmentParser, "category-vit": CategoryViT}
+    return {"oracle": GarmentOracle, "parser": GarmentParser, "category-vit": CategoryViT, "attrnet": attrnet_for}
 
 
 def load_evaluator(name: str, device: str | torch.device | None = None, weights_dir: Path = WEIGHTS_DIR,
                    manifest_path: Path = MANIFEST_PATH) -> torch.nn.Module:
     """A shipped supervised model in fp32 and eval mode: the oracle (``garments-oracle``), the parser
-    (``garments-parser``) or a category ViT (``garments-vit-sup-s``). They work on Garments images,
-    so both profiles use the shipped weights."""
+    (``garments-parser``), a category ViT (``garments-vit-sup-s``) or the guidance classifier
+    (``garments-attrnet``). They work on Garments images, so both profiles use the shipped weights."""
     entry = _entry(name)
     builders = supervised_builders()
     if entry.kind not in builders:
