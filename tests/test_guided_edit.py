@@ -74,14 +74,22 @@ def test_bad_arguments_fail_early(denoiser, alphas_cumprod, classifier):
         GE.GuidedEditConfig(strength=-1)
     with pytest.raises(ValueError, match="eta"):
         GE.GuidedEditConfig(eta=0)
-    assert GE.check_targets({"colour": "red", "sleeve": "long"}, categories=["dress"]) == {
-        "colour": SCHEMA["colour"].index("red"), "sleeve": SCHEMA["sleeve"].index("long")}
+    shared = GE.check_targets({"colour": "red", "sleeve": "long"}, categories=["dress", "shirt"], n_images=2)
+    assert shared["colour"].tolist() == [SCHEMA["colour"].index("red")] * 2
+    assert shared["sleeve"].tolist() == [SCHEMA["sleeve"].index("long")] * 2
+    per_image = GE.check_targets([{"colour": "red"}, {"colour": "blue"}])
+    assert per_image["colour"].tolist() == [SCHEMA["colour"].index("red"), SCHEMA["colour"].index("blue")]
+    with pytest.raises(ValueError, match="same attributes"):
+        GE.check_targets([{"colour": "red"}, {"pattern": "striped"}])
+    with pytest.raises(ValueError, match="one per image \\(3\\)"):
+        GE.check_targets([{"colour": "red"}, {"colour": "blue"}], n_images=3)
 
 
 @pytest.mark.parametrize("strength", [1e2, 1e4, 1e6])
 def test_huge_strength_stays_finite(strength, denoiser, alphas_cumprod, classifier):
     cfg = GE.GuidedEditConfig(depth=400, steps=4, strength=strength, views=2, perceptual_weight=0)
-    out = GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), {"colour": "red", "pattern": "checked"}, cfg,
+    targets = [{"colour": "red", "pattern": "checked"}, {"colour": "blue", "pattern": "striped"}]  # one per image
+    out = GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), targets, cfg,
                          generator=torch.Generator().manual_seed(0), return_trajectory=True)
     assert torch.isfinite(out.edited).all() and out.edited.abs().max() <= 1
     assert all(torch.isfinite(p).all() for p in out.p_t) and all(map(lambda v: v == v, out.losses))

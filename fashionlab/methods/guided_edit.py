@@ -50,25 +50,40 @@ from ..losses import background_loss, clip_preprocess, extending_augmentations, 
 # ----------------------------------------------------------------------------------------
 # Targets
 # ----------------------------------------------------------------------------------------
-def check_targets(targets: dict[str, str], attributes: Sequence[str] = ATTRIBUTES,
-                  categories: Sequence[str] | None = None) -> dict[str, int]:
-    """Validate ``{attribute: value}`` edit targets and return ``{attribute: class index}``.
+Targets = dict[str, str] | Sequence[dict[str, str]]
+"""One ``{attribute: value}`` dict for every image, or one dict per image (all with the same attributes)."""
+
+
+def check_targets(targets: Targets, attributes: Sequence[str] = ATTRIBUTES, categories: Sequence[str] | None = None,
+                  n_images: int | None = None) -> dict[str, torch.Tensor]:
+    """Validate edit targets and return ``{attribute: (B,) class indices}`` (B = ``n_images``, or
+    1 for a shared dict without ``n_images``).
 
     ``attributes`` are the ones the classifier has heads for; ``categories`` (one per image, if
     given) let us refuse an inapplicable target, such as a neckline on trousers."""
-    if not isinstance(targets, dict) or not targets:
-        raise ValueError(f"targets must be a non-empty dict {{attribute: value}}, got {targets!r}")
-    indices = {}
-    for attribute, value in targets.items():
-        if attribute not in attributes:
-            raise ValueError(f"target attribute must be one of {tuple(attributes)}, got {attribute!r}")
-        if value not in SCHEMA[attribute]:
-            raise ValueError(f"target value for {attribute!r} must be one of {SCHEMA[attribute]}, got {value!r}")
-        for k, category in enumerate(categories or ()):
-            if not applicable(attribute, category):
-                raise ValueError(f"target {attribute}={value!r} does not apply to image {k}, a {category}")
-        indices[attribute] = SCHEMA[attribute].index(value)
-    return indices
+    per_image = [targets] if isinstance(targets, dict) else list(targets)
+    if not per_image or not all(isinstance(t, dict) and t for t in per_image):
+        raise ValueError(f"targets must be a non-empty dict {{attribute: value}} or one per image, got {targets!r}")
+    if len({tuple(sorted(t)) for t in per_image}) != 1:
+        raise ValueError("per-image targets must all name the same attributes")
+    n = n_images if n_images is not None else len(per_image)
+    if isinstance(targets, dict):
+        per_image = per_image * n
+    elif len(per_image) != n:
+        raise ValueError(f"targets must be one dict or one per image ({n}), got {len(per_image)}")
+    if categories is not None and len(categories) != n:
+        raise ValueError(f"categories must name one category per image ({n}), got {len(categories)}")
+    indices: dict[str, list[int]] = {}
+    for k, image_targets in enumerate(per_image):
+        for attribute, value in image_targets.items():
+            if attribute not in attributes:
+                raise ValueError(f"target attribute must be one of {tuple(attributes)}, got {attribute!r}")
+            if value not in SCHEMA[attribute]:
+                raise ValueError(f"target value for {attribute!r} must be one of {SCHEMA[attribute]}, got {value!r}")
+            if categories is not None and not applicable(attribute, categories[k]):
+                raise ValueError(f"target {attribute}={value!r} does not apply to image {k}, a {categories[k]}")
+            indices.setdefault(attribute, []).append(SCHEMA[attribute].index(value))
+    return {a: torch.tensor(v) for a, v in indices.items()}
 
 
 # ----------------------------------------------------------------------------------------
@@ -159,11 +174,12 @@ class GuidedEditConfig:
 
 
 def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module, images: torch.Tensor,
-                targets: dict[str, str], cfg: GuidedEditConfig = GuidedEditConfig(),
+                targets: Targets, cfg: GuidedEditConfig = GuidedEditConfig(),
                 perceptual: torch.nn.Module | None = None, categories: Sequence[str] | None = None,
                 generator: torch.Generator | None = None, return_trajectory: bool = False,
                 progress: bool = False) -> EditOutput:
-    """Edit ``images`` (B, 3, H, W) in [-1, 1] towards ``targets`` with Procedure 1 of paper 000.
+    """Edit ``images`` (B, 3, H, W) in [-1, 1] towards ``targets`` (one dict, or one per image)
+    with Procedure 1 of paper 000.
 
     ``classifier`` is an :class:`~fashionlab.models.attrnet.AttributeNet` (logits and attention
     maps per attribute); ``perceptual`` a module with ``distance_map`` for the background loss's
@@ -171,14 +187,12 @@ def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: to
     from ``generator``."""
     _check_images(images)
     _check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
-    indices = check_targets(targets, classifier.attributes, categories)
-    if categories is not None and len(categories) != len(images):
-        raise ValueError(f"categories must name one category per image ({len(images)}), got {len(categories)}")
+    indices = check_targets(targets, classifier.attributes, categories, n_images=len(images))
     start_time = time.perf_counter()
     grid, x_k = _start(images, cfg.depth, cfg.steps, alphas_cumprod, generator)
     source = images.detach()
     b = len(images)
-    labels = {a: torch.full((cfg.views * b,), i, dtype=torch.long, device=images.device) for a, i in indices.items()}
+    labels = {a: i.repeat(cfg.views).to(images.device) for a, i in indices.items()}  # view-major, like the views
     masks: list[torch.Tensor] = []
     augment_gen = torch.Generator().manual_seed(cfg.augment_seed)
 

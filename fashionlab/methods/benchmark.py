@@ -1,0 +1,191 @@
+"""Edit tasks with ground truth, their scores, and a resumable runner for the editing chapters'
+quantitative tables (chapter 06 onwards, and the benchmark of chapter 11).
+
+An :class:`EditTask` is one held-out garment, one edited attribute and a target value; the ideal
+result is the same spec re-rendered with the target (``spec.edit``), so every score has ground
+truth (chapter 04):
+
+====================  ===================================================================
+score                 meaning (per edited image)
+====================  ===================================================================
+``success``           the independent oracle predicts the target value
+``consistency``       share of the other attributes (applicable before and after) the oracle
+                      still predicts as the source's labels
+``l2_outside``        mean squared change outside the edit's ground-truth region
+``perceptual_outside`` the perceptual distance map, averaged outside that region
+``perceptual``        the perceptual distance to the source, whole image
+====================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..data.garments import ATTRIBUTES, BOTTOMS, SCHEMA, GarmentSpec, edit_region, render, spec_for, to_tensor
+from ..metrics import attribute_consistency, mean_ci, predicted_attributes, preservation
+
+EDIT_TYPES: tuple[str, ...] = ("pattern", "colour", "fabric", "sleeve", "neckline", "category")
+"""Texture edits (pattern, colour, fabric) and shape edits (sleeve, neckline, category)."""
+SCORES: tuple[str, ...] = ("success", "consistency", "l2_outside", "perceptual_outside", "perceptual")
+
+
+@dataclass(frozen=True)
+class EditTask:
+    """One garment (``seed``, ``index``), one attribute, one target value."""
+
+    seed: int
+    index: int
+    attribute: str
+    source: GarmentSpec
+    target: GarmentSpec
+
+    @property
+    def value(self) -> str:
+        return getattr(self.target, self.attribute)
+
+    @property
+    def targets(self) -> dict[str, str]:
+        return {self.attribute: self.value}
+
+
+def _category_choices(category: str) -> list[str]:
+    """Category edits stay within tops-and-dresses or within bottoms, so that the garment keeps its kind."""
+    group = BOTTOMS if category in BOTTOMS else tuple(c for c in SCHEMA["category"] if c not in BOTTOMS)
+    return [c for c in group if c != category]
+
+
+def make_tasks(seed: int, n_per_type: int, edit_types: Sequence[str] = EDIT_TYPES, domain: str = "in",
+               choice_seed: int = 0) -> list[EditTask]:
+    """``n_per_type`` tasks per edit type on garments ``spec_for(seed, 0..)`` where the attribute
+    applies; the target value is drawn uniformly among the other values (from ``choice_seed``)."""
+    if n_per_type < 1:
+        raise ValueError(f"n_per_type must be >= 1, got {n_per_type}")
+    for attribute in edit_types:
+        if attribute not in ATTRIBUTES:
+            raise ValueError(f"edit types must be attributes {ATTRIBUTES}, got {attribute!r}")
+    rng = np.random.default_rng([seed, choice_seed])
+    tasks = []
+    for attribute in edit_types:
+        found, index = 0, 0
+        while found < n_per_type:
+            spec = spec_for(seed, index, domain)
+            index += 1
+            current = getattr(spec, attribute)
+            if current is None:
+                continue
+            choices = _category_choices(current) if attribute == "category" else \
+                [v for v in SCHEMA[attribute] if v != current]
+            target = spec.edit(**{attribute: choices[int(rng.integers(len(choices)))]})
+            tasks.append(EditTask(seed, index - 1, attribute, spec, target))
+            found += 1
+    return tasks
+
+
+@dataclass
+class TaskBatch:
+    """Rendered sources, their part maps and the ground-truth edit regions of a list of tasks."""
+
+    tasks: list[EditTask]
+    images: torch.Tensor
+    """(B, 3, H, W) in [-1, 1]."""
+    regions: torch.Tensor
+    """(B, H, W) bool: the edit's ground-truth region (source and ideal-edit part maps)."""
+    source_labels: torch.Tensor
+    """(B, A): the source's labels, -1 where an attribute does not apply before *or* after the edit."""
+
+
+def render_tasks(tasks: Sequence[EditTask], size: int = 64) -> TaskBatch:
+    images, regions, labels = [], [], []
+    for task in tasks:
+        src, tgt = render(task.source, size), render(task.target, size)
+        images.append(to_tensor(src.image))
+        regions.append(edit_region(src.parts, tgt.parts, task.attribute))
+        vector = task.source.attribute_vector()
+        vector[task.target.attribute_vector() < 0] = -1
+        labels.append(torch.from_numpy(vector))
+    return TaskBatch(list(tasks), torch.stack(images), torch.stack(regions), torch.stack(labels))
+
+
+@torch.no_grad()
+def score_edits(batch: TaskBatch, edited: torch.Tensor, oracle: torch.nn.Module,
+                perceptual: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Per-image scores (see the module table) of ``edited`` against the tasks of ``batch``."""
+    if edited.shape != batch.images.shape:
+        raise ValueError(f"edited must match the sources' shape {tuple(batch.images.shape)}, got {tuple(edited.shape)}")
+    device = next(oracle.parameters()).device
+    predicted = predicted_attributes(oracle(edited.to(device)), ATTRIBUTES).cpu()
+    success = torch.tensor([int(predicted[k, ATTRIBUTES.index(t.attribute)]) == SCHEMA[t.attribute].index(t.value)
+                            for k, t in enumerate(batch.tasks)])
+    consistency = torch.stack([attribute_consistency(predicted[k:k + 1], batch.source_labels[k:k + 1],
+                                                     [t.attribute], ATTRIBUTES)[0] for k, t in enumerate(batch.tasks)])
+    source, edited = batch.images.to(device), edited.to(device)
+    kept = preservation(source, edited, batch.regions.to(device), perceptual)
+    return {"success": success.float(), "consistency": consistency, "l2_outside": kept["l2_outside"].cpu(),
+            "perceptual_outside": kept["perceptual_outside"].cpu(), "perceptual": perceptual(source, edited).cpu()}
+
+
+EditMethod = Callable[[TaskBatch, torch.Generator], torch.Tensor]
+"""(tasks, generator) -> edited images (B, 3, H, W) in [-1, 1]."""
+
+
+def run_edit_table(out: str | Path, methods: dict[str, EditMethod], tasks: Sequence[EditTask],
+                   oracle: torch.nn.Module, perceptual: torch.nn.Module, batch_size: int = 16, seed: int = 0,
+                   progress: bool = True) -> dict:
+    """Run every method on every task in batches of one edit type and score them, writing the
+    per-image scores and seconds per batch to the JSON file ``out`` after each batch; an
+    interrupted run resumes where it stopped. Batch k of a method draws from
+    ``torch.Generator().manual_seed(seed + k)``. Returns the file's content."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    done = json.loads(out.read_text()) if out.is_file() else {"batches": {}}
+    batches = []
+    for attribute in dict.fromkeys(t.attribute for t in tasks):
+        of_type = [t for t in tasks if t.attribute == attribute]
+        batches += [of_type[i:i + batch_size] for i in range(0, len(of_type), batch_size)]
+    todo = [(name, k) for name in methods for k in range(len(batches))
+            if f"{name}|{k}" not in done["batches"]]
+    rendered: dict[int, TaskBatch] = {}
+    for name, k in tqdm(todo, desc="edit batches", disable=not progress):
+        batch = rendered.setdefault(k, render_tasks(batches[k]))
+        start = time.perf_counter()
+        edited = methods[name](batch, torch.Generator().manual_seed(seed + k))
+        seconds = time.perf_counter() - start
+        scores = score_edits(batch, edited, oracle, perceptual)
+        done["batches"][f"{name}|{k}"] = {
+            "method": name, "attribute": batch.tasks[0].attribute, "seconds_per_edit": round(seconds / len(batch.tasks), 3),
+            "tasks": [[t.seed, t.index, t.value] for t in batch.tasks],
+            **{s: [round(float(v), 5) for v in scores[s]] for s in SCORES}}
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(done, indent=1, sort_keys=True) + "\n")
+        tmp.replace(out)
+    return done
+
+
+def summarise_edits(table: dict, level: float = 0.95) -> "pd.DataFrame":
+    """One row per (method, edit type): the mean of every score with its bootstrap interval
+    ("mean [lo, hi]" as numbers in columns ``<score>``, ``<score>_lo``, ``<score>_hi``), the number
+    of edits, and seconds per edit."""
+    import pandas as pd
+
+    groups: dict[tuple[str, str], dict[str, list]] = {}
+    for entry in table["batches"].values():
+        group = groups.setdefault((entry["method"], entry["attribute"]), {s: [] for s in SCORES} | {"seconds": []})
+        for s in SCORES:
+            group[s] += entry[s]
+        group["seconds"] += [entry["seconds_per_edit"]] * len(entry["success"])
+    rows = {}
+    for key, group in groups.items():
+        row: dict[str, float] = {"n": len(group["success"]), "seconds_per_edit": float(np.mean(group["seconds"]))}
+        for s in SCORES:
+            mean, lo, hi = mean_ci(torch.tensor(group[s]), level=level, generator=torch.Generator().manual_seed(0))
+            row.update({s: mean, f"{s}_lo": lo, f"{s}_hi": hi})
+        rows[key] = row
+    return pd.DataFrame(rows).T.rename_axis(["method", "edit"])

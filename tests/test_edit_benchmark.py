@@ -1,0 +1,93 @@
+"""Edit tasks, their ground-truth scores and the resumable edit-table runner."""
+
+import json
+
+import pytest
+import torch
+
+from fashionlab.data import garments as G
+from fashionlab.methods import benchmark as B
+from fashionlab.metrics import OraclePerceptual
+from fashionlab.models.oracle import GarmentOracle
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    torch.manual_seed(0)
+    return GarmentOracle(widths=(8, 8, 8, 8)).eval()
+
+
+def test_tasks_are_applicable_changes_and_reproducible():
+    tasks = B.make_tasks(seed=500, n_per_type=5)
+    assert len(tasks) == 5 * len(B.EDIT_TYPES)
+    for task in tasks:
+        assert getattr(task.source, task.attribute) is not None
+        assert task.value != getattr(task.source, task.attribute)
+        changed = {a for a in G.ATTRIBUTES if getattr(task.source, a) != getattr(task.target, a)}
+        assert task.attribute in changed
+        if task.attribute != "category":  # a category edit may switch sleeve/collar/neckline on or off
+            assert changed == {task.attribute}
+        else:
+            assert (task.source.category in G.BOTTOMS) == (task.value in G.BOTTOMS)
+    assert B.make_tasks(seed=500, n_per_type=5) == tasks
+    assert B.make_tasks(seed=500, n_per_type=5, choice_seed=1) != tasks
+    with pytest.raises(ValueError, match="edit types"):
+        B.make_tasks(500, 2, ("hemline",))
+
+
+def test_ideal_edit_scores_perfectly_with_a_perfect_judge(oracle):
+    """Scoring the *ideal* edits with an oracle that reads the ground truth: success 1, consistency 1,
+    and the ideal edit changes (almost) nothing outside the ground-truth region."""
+    tasks = [t for t in B.make_tasks(seed=501, n_per_type=3, edit_types=("pattern", "sleeve"))]
+    batch = B.render_tasks(tasks)
+    ideal = torch.stack([G.to_tensor(G.render(t.target).image) for t in tasks])
+
+    class Truth(torch.nn.Module):
+        """Returns one-hot logits of the ideal edits' labels (a judge that cannot be wrong)."""
+
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            labels = torch.stack([torch.from_numpy(t.target.attribute_vector()) for t in tasks])
+            return {a: torch.nn.functional.one_hot(labels[:, k].clamp(min=0), G.NUM_CLASSES[a]).float()
+                    for k, a in enumerate(G.ATTRIBUTES)}
+
+    scores = B.score_edits(batch, ideal, Truth(), OraclePerceptual(oracle))
+    assert scores["success"].tolist() == [1.0] * len(tasks)
+    assert scores["consistency"].tolist() == [1.0] * len(tasks)
+    texture = torch.tensor([t.attribute == "pattern" for t in tasks])
+    assert torch.all(scores["l2_outside"][texture] < 1e-3)  # a pattern lives on the garment
+    assert torch.all(scores["l2_outside"] < 1e-2)  # a sleeve edit also re-shades a few seam pixels
+    unchanged = B.score_edits(batch, batch.images, Truth(), OraclePerceptual(oracle))
+    assert torch.all(unchanged["perceptual"] == 0) and torch.all(unchanged["l2_outside"] == 0)
+    with pytest.raises(ValueError, match="edited must match"):
+        B.score_edits(batch, ideal[:1], Truth(), OraclePerceptual(oracle))
+
+
+def test_edit_table_resumes_and_summarises(tmp_path, oracle):
+    tasks = B.make_tasks(seed=502, n_per_type=3, edit_types=("colour", "neckline"))
+    calls = []
+
+    def identity(batch, generator):
+        calls.append(len(batch.tasks))
+        return batch.images
+
+    def noisy(batch, generator):
+        calls.append(len(batch.tasks))
+        return (batch.images + 0.2 * torch.randn(batch.images.shape, generator=generator)).clamp(-1, 1)
+
+    out = tmp_path / "edits.json"
+    perceptual = OraclePerceptual(oracle)
+    B.run_edit_table(out, {"identity": identity}, tasks, oracle, perceptual, batch_size=2, progress=False)
+    assert calls == [2, 1, 2, 1]
+    table = B.run_edit_table(out, {"identity": identity, "noisy": noisy}, tasks, oracle, perceptual, batch_size=2,
+                             progress=False)
+    assert calls == [2, 1, 2, 1, 2, 1, 2, 1]  # identity was not re-run
+    assert json.loads(out.read_text()) == table
+    summary = B.summarise_edits(table)
+    assert set(summary.index) == {(m, a) for m in ("identity", "noisy") for a in ("colour", "neckline")}
+    assert (summary["n"] == 3).all()
+    assert (summary.loc["identity", "l2_outside"] == 0).all() and (summary.loc["noisy", "l2_outside"] > 0.01).all()
+    assert (summary["success_lo"] <= summary["success"]).all() and (summary["success"] <= summary["success_hi"]).all()
