@@ -112,6 +112,57 @@ class OraclePerceptual(torch.nn.Module):
         return self.distance_map(x, y).mean(dim=(1, 2, 3))
 
 
+class ViTPerceptual(torch.nn.Module):
+    """The LPIPS formula (unit weights, as :class:`OraclePerceptual`) on the patch tokens of an
+    open_clip ViT after each transformer block:
+
+        d(x, y) = sum_blocks mean_patches || n(tokens(x)) - n(tokens(y)) ||^2.
+
+    LPIPS measures with an ImageNet network; on Garments the analogue is the category ViT
+    ``garments-vit-sup-s`` (chapter 05). The editing chapters use it inside their background
+    losses, so that the oracle, which grades the edits, never guides them.
+    ``preprocess`` maps images in [-1, 1] to the ViT's input (differentiably). ``visual`` is
+    frozen (eval mode, no gradients): pass a copy you do not train."""
+
+    def __init__(self, visual: torch.nn.Module, preprocess, blocks: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.visual = visual.eval()
+        for p in self.visual.parameters():
+            p.requires_grad_(False)
+        self.preprocess = preprocess
+        n = len(visual.transformer.resblocks)
+        self.blocks = tuple(range(n)) if blocks is None else tuple(blocks)
+        if not self.blocks or any(not 0 <= b < n for b in self.blocks):
+            raise ValueError(f"blocks must be indices in [0, {n}), got {blocks}")
+
+    def _tokens(self, images: torch.Tensor) -> list[torch.Tensor]:
+        transformer = self.visual.transformer
+        x = self.visual._embeds(self.preprocess(images))  # (B, 1 + N, W)
+        x = x if transformer.batch_first else x.transpose(0, 1)
+        out = []
+        for k, block in enumerate(transformer.resblocks[:max(self.blocks) + 1]):
+            x = block(x)
+            if k in self.blocks:
+                out.append(x if transformer.batch_first else x.transpose(0, 1))
+        return [t[:, 1:] for t in out]  # drop the class token: (B, N, W)
+
+    def distance_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W): the per-patch squared feature distance, summed over blocks, upsampled."""
+        from lpips import normalize_tensor
+
+        _check_pair(x, y)
+        total = 0
+        for tx, ty in zip(self._tokens(x), self._tokens(y)):
+            d = (normalize_tensor(tx.transpose(1, 2)) - normalize_tensor(ty.transpose(1, 2))).pow(2).sum(dim=1)
+            grid = int(round(d.shape[1] ** 0.5))
+            total = total + d.view(-1, 1, grid, grid)
+        return F.interpolate(total, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) distances: the spatial mean of :meth:`distance_map`."""
+        return self.distance_map(x, y).mean(dim=(1, 2, 3))
+
+
 class LPIPSAlex(torch.nn.Module):
     """``lpips.LPIPS(net="alex")`` behind the same interface (``full`` profile: needs AlexNet weights
     from the internet). ``random_backbone=True`` builds it offline with random weights (tests)."""

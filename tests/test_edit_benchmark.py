@@ -91,3 +91,30 @@ def test_edit_table_resumes_and_summarises(tmp_path, oracle):
     assert (summary["n"] == 3).all()
     assert (summary.loc["identity", "l2_outside"] == 0).all() and (summary.loc["noisy", "l2_outside"] > 0.01).all()
     assert (summary["success_lo"] <= summary["success"]).all() and (summary["success"] <= summary["success_hi"]).all()
+
+
+def test_guided_edit_methods_run_on_task_batches(oracle):
+    from diffusers import DDPMScheduler
+
+    from fashionlab.diffusion import core
+    from fashionlab.methods import guided_edit as GE
+    from fashionlab.models import clip
+    from fashionlab.models.attrnet import attrnet_for
+    from tests.test_diffusion_engine import tiny_unet
+
+    torch.manual_seed(0)
+    unet = tiny_unet()
+    unet.config.sample_size = 64  # a fully convolutional UNet: runs at 64 px
+    denoiser = core.PixelDenoiser(unet)
+    alphas = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod
+    net = attrnet_for("garments-clip-s").eval()
+    methods = GE.edit_methods(denoiser, alphas, net, clip.create_clip("garments-clip-s"), None,
+                              GE.GuidedEditConfig(depth=200, steps=2, views=2),
+                              GE.BlendedConfig(depth=200, steps=2, views=2))
+    batch = B.render_tasks(B.make_tasks(503, 2, ("sleeve",)))
+    for name, method in methods.items():
+        edited = method(batch, torch.Generator().manual_seed(0))
+        assert edited.shape == batch.images.shape and torch.isfinite(edited).all(), name
+        if name == "Blended Diffusion":  # the user mask is the GT region: nothing changes outside it
+            outside = ~batch.regions.unsqueeze(1).expand_as(edited)
+            assert torch.equal(edited[outside], batch.images[outside])

@@ -56,3 +56,21 @@ def test_viz_helpers():
     assert (viz.heatmap(np.zeros((3, 3))) == viz.heatmap(np.zeros((3, 3)), vmax=1.0)).all()
     with pytest.raises(ValueError, match="map"):
         viz.heatmap(np.zeros((2, 2, 2)))
+
+
+def test_vit_perceptual_distance():
+    from fashionlab.models.attrnet import attrnet_for
+
+    torch.manual_seed(0)
+    net = attrnet_for("garments-clip-s")
+    pd_vit = metrics.ViTPerceptual(net.backbone, net.preprocess)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    y = (x + 0.3 * torch.randn(2, 3, 64, 64)).clamp(-1, 1).requires_grad_(True)
+    dmap = pd_vit.distance_map(x, y)
+    assert dmap.shape == (2, 1, 64, 64) and (dmap >= 0).all()
+    assert torch.allclose(pd_vit(x, x), torch.zeros(2), atol=1e-6) and (pd_vit(x, y) > 0).all()
+    (grad,) = torch.autograd.grad(pd_vit(x, y).sum(), y)
+    assert grad.abs().sum() > 0  # differentiable: usable inside a background loss
+    assert not any(p.requires_grad for p in pd_vit.parameters())
+    with pytest.raises(ValueError, match="blocks must be"):
+        metrics.ViTPerceptual(net.backbone, net.preprocess, blocks=(9,))

@@ -284,3 +284,31 @@ def blended_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, clip_bundle, 
                         return_trajectory=return_trajectory, progress=progress, after_step=keep_background)
     edited = out.x0.clamp(-1, 1) * mask + images * (1 - mask)
     return EditOutput(edited, x_k, out.grid, out.x0_trajectory, [], out.losses, time.perf_counter() - start_time)
+
+
+# ----------------------------------------------------------------------------------------
+# The three rows of chapter 06's table, as edit methods for the benchmark runner
+# ----------------------------------------------------------------------------------------
+def edit_methods(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module, clip_bundle,
+                 perceptual: torch.nn.Module | None, cfg: GuidedEditConfig = GuidedEditConfig(),
+                 blended: BlendedConfig = BlendedConfig()) -> dict:
+    """``{name: method(task_batch, generator) -> edited}`` for
+    :func:`fashionlab.methods.benchmark.run_edit_table`: Procedure 1, Procedure 1 without the
+    background loss (000 Fig. 8), and Blended Diffusion with the ground-truth region as the user
+    mask and the target's caption ("a striped t-shirt") as the prompt."""
+    from dataclasses import replace
+
+    from ..data.garments import caption
+
+    def ours(batch, generator, config=cfg):
+        return guided_edit(denoiser, alphas_cumprod, classifier, batch.images, [t.targets for t in batch.tasks],
+                           config, perceptual, [t.source.category for t in batch.tasks], generator).edited
+
+    def blended_diffusion(batch, generator):
+        prompts = [caption(t.target, 0, (t.attribute,)) for t in batch.tasks]
+        return blended_edit(denoiser, alphas_cumprod, clip_bundle, batch.images, prompts,
+                            batch.regions.unsqueeze(1).float(), blended, generator).edited
+
+    return {"ours": ours,
+            "ours, no background loss": lambda batch, generator: ours(batch, generator, replace(cfg, background=False)),
+            "Blended Diffusion": blended_diffusion}
