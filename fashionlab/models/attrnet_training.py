@@ -57,8 +57,12 @@ class CategoryViT(nn.Module):
         self.image_size, self.mean, self.std = bundle.image_size, bundle.mean, bundle.std
         self.heads = nn.ModuleDict({k: nn.Linear(self.visual.output_dim, n) for k, n in SUPERVISED_HEADS.items()})
 
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> the ViT's CLIP-normalised input (differentiable)."""
+        return clip_preprocess(images, self.image_size, self.mean, self.std)
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        pooled = self.visual(clip_preprocess(images, self.image_size, self.mean, self.std))
+        pooled = self.visual(self.preprocess(images))
         return {name: head(pooled) for name, head in self.heads.items()}
 
 
