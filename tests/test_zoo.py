@@ -169,5 +169,5 @@ def test_training_target_follows_the_prediction_type(tmp_path, prediction_type, 
 def test_shipped_models_verify_and_load(tiny_profile):
     """Every model in the manifest matches its sha256 and loads (the CLI's ``verify``)."""
     results = registry.verify_all()
-    assert {"garments-ddpm-64", "garments-oracle", "garments-parser"} <= set(results)
+    assert {"garments-ddpm-64", "garments-oracle", "garments-parser", "garments-clip-s"} <= set(results)
     assert all(status == "ok" for status in results.values()), results
