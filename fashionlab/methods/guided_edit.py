@@ -121,6 +121,13 @@ def _check_schedule(depth: int, steps: int, alphas_cumprod: torch.Tensor) -> Non
         raise ValueError(f"steps must be in [1, depth + 1 = {depth + 1}], got {steps}")
 
 
+def _check_views_and_eta(views: int, eta: float) -> None:
+    if views < 1:
+        raise ValueError(f"views must be >= 1, got {views}")
+    if eta <= 0:
+        raise ValueError(f"eta must be > 0 for the mean shift, got {eta}")
+
+
 def _start(images: torch.Tensor, depth: int, steps: int, alphas_cumprod: torch.Tensor,
            generator: torch.Generator | None) -> tuple[list[int], torch.Tensor]:
     """The time grid from ``depth`` down to the clean image, and X_k = q(X_k | X) (drawn on the CPU)."""
@@ -167,10 +174,7 @@ class GuidedEditConfig:
     def __post_init__(self) -> None:
         if self.strength < 0:
             raise ValueError(f"strength (lambda) must be >= 0, got {self.strength}")
-        if self.views < 1:
-            raise ValueError(f"views must be >= 1, got {self.views}")
-        if self.eta <= 0:
-            raise ValueError(f"eta must be > 0 for the mean shift, got {self.eta}")
+        _check_views_and_eta(self.views, self.eta)
 
 
 def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module, images: torch.Tensor,
@@ -234,10 +238,7 @@ class BlendedConfig:
     def __post_init__(self) -> None:
         if self.clip_weight < 0 or self.range_weight < 0:
             raise ValueError(f"weights must be >= 0, got clip {self.clip_weight}, range {self.range_weight}")
-        if self.views < 1:
-            raise ValueError(f"views must be >= 1, got {self.views}")
-        if self.eta <= 0:
-            raise ValueError(f"eta must be > 0 for the mean shift, got {self.eta}")
+        _check_views_and_eta(self.views, self.eta)
 
 
 def blended_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, clip_bundle, images: torch.Tensor,
