@@ -7,6 +7,7 @@ Used by ``diffusion/train.py`` (DDPM) and ``models/clip_training.py`` (contrasti
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import time
@@ -48,6 +49,14 @@ def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float) -> Call
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+def write_json_atomic(data: dict, path: Path) -> None:
+    """Write ``data`` as indented, key-sorted JSON through a temporary file and a rename, so a
+    killed run never leaves a half-written results file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def atomic_save(state: dict, path: Path) -> None:

@@ -30,6 +30,7 @@ import torch
 
 from ..data.garments import ATTRIBUTES, BOTTOMS, SCHEMA, GarmentSpec, edit_region, render, spec_for, to_tensor
 from ..metrics import attribute_consistency, mean_ci, predicted_attributes, preservation
+from ..training import write_json_atomic
 
 EDIT_TYPES: tuple[str, ...] = ("pattern", "colour", "fabric", "sleeve", "neckline", "category")
 """Texture edits (pattern, colour, fabric) and shape edits (sleeve, neckline, category)."""
@@ -163,9 +164,7 @@ def run_edit_table(out: str | Path, methods: dict[str, EditMethod], tasks: Seque
             "method": name, "attribute": batch.tasks[0].attribute, "seconds_per_edit": round(seconds / len(batch.tasks), 3),
             "tasks": [[t.seed, t.index, t.value] for t in batch.tasks],
             **{s: [round(float(v), 5) for v in scores[s]] for s in SCORES}}
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(done, indent=1, sort_keys=True) + "\n")
-        tmp.replace(out)
+        write_json_atomic(done, out)
     return done
 
 

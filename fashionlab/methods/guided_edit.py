@@ -205,6 +205,8 @@ def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: to
         logits, maps = classifier(classifier.preprocess(views))
         attr = sum(F.cross_entropy(logits[a].float(), labels[a], reduction="none") for a in indices)
         loss = cfg.strength * attr.view(cfg.views, b).mean(dim=0)
+        if not (cfg.background or return_trajectory):
+            return loss  # M-bar is needed only by the background loss and the trajectory
         region = attention_region({a: maps[a][:b].detach() for a in indices}, list(indices), tuple(p_t.shape[-2:]))
         if return_trajectory:
             masks.append(region.cpu())

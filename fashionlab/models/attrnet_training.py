@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ..data.garments import ATTRIBUTES, NUM_CLASSES, STYLES, RenderCache, region_mask
 from ..losses import affine_theta, clip_preprocess, masked_attribute_ce
-from ..training import make_accelerator, warmup_cosine
+from ..training import make_accelerator, warmup_cosine, write_json_atomic
 from .attrnet import AttributeNet, apply_strategy
 from .clip import create_clip
 from .supervised_training import to_model_input
@@ -315,15 +315,16 @@ def summarise_runs(runs: dict[str, dict], variants: list[Variant], field: str = 
         raise ValueError("none of the variants has a run yet")
     frames = {label: pd.DataFrame(rows) for label, rows in groups.items()}
     mean = pd.DataFrame({label: f.mean() for label, f in frames.items()}).T
-    std = pd.DataFrame({label: f.std(ddof=1) if len(f) > 1 else f.mean() * float("nan") for label, f in frames.items()}).T
+    std = pd.DataFrame({label: f.std(ddof=1) for label, f in frames.items()}).T  # NaN for a single seed
     return mean, std, pd.Series({label: len(f) for label, f in frames.items()}, name="seeds")
 
 
 TRAIN_SEED, N_TRAIN = 30, 2000
 """The low-data labelled set: 2,000 in-domain (photo, no extras) garments, like a few thousand
 Shopping100k images per attribute value."""
-VAL_SEED, N_VAL = 31, 1000
-"""Validation garments of the same domain: they choose the variant that ships as garments-attrnet."""
+VAL_SEED = 31
+"""Validation garments of the same domain (as many as the test set): they choose the variant that
+ships as garments-attrnet."""
 TEST_SEED, N_TEST = 32, 1000
 """Held-out garments of the same domain; never used for any choice."""
 
@@ -352,9 +353,7 @@ def run_tables(out: str | Path, variants: list[Variant] | None = None, cfg: Attr
     for variant in tqdm(todo, desc="attrnet variants", disable=not progress):
         _, result = run_variant(variant, train, test, cfg, validation)
         done["runs"][variant.key] = result
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(done, indent=1, sort_keys=True) + "\n")
-        tmp.replace(out)
+        write_json_atomic(done, out)
     return done
 
 
