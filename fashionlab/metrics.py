@@ -80,7 +80,19 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError("images must be in [-1, 1]")
 
 
-class OraclePerceptual(torch.nn.Module):
+class PerceptualDistance(torch.nn.Module):
+    """A perceptual distance: subclasses give :meth:`distance_map` (B, 1, H, W); the distance of
+    each pair is its spatial mean (= the LPIPS sum of per-layer spatial averages)."""
+
+    def distance_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) distances: the spatial mean of :meth:`distance_map`."""
+        return self.distance_map(x, y).mean(dim=(1, 2, 3))
+
+
+class OraclePerceptual(PerceptualDistance):
     """The LPIPS formula (Zhang et al., 2018, eq. 1) on the oracle's stage features, with unit weights:
 
         d(x, y) = sum_l mean_hw || n(f_l(x)) - n(f_l(y)) ||^2,  n = unit-normalise over channels.
@@ -107,12 +119,8 @@ class OraclePerceptual(torch.nn.Module):
             total = total + F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return total
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(B,) distances; the spatial mean of :meth:`distance_map` (= the LPIPS sum of spatial averages)."""
-        return self.distance_map(x, y).mean(dim=(1, 2, 3))
 
-
-class ViTPerceptual(torch.nn.Module):
+class ViTPerceptual(PerceptualDistance):
     """The LPIPS formula (unit weights, as :class:`OraclePerceptual`) on the patch tokens of an
     open_clip ViT after each transformer block:
 
@@ -158,12 +166,8 @@ class ViTPerceptual(torch.nn.Module):
             total = total + d.view(-1, 1, grid, grid)
         return F.interpolate(total, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(B,) distances: the spatial mean of :meth:`distance_map`."""
-        return self.distance_map(x, y).mean(dim=(1, 2, 3))
 
-
-class LPIPSAlex(torch.nn.Module):
+class LPIPSAlex(PerceptualDistance):
     """``lpips.LPIPS(net="alex")`` behind the same interface (``full`` profile: needs AlexNet weights
     from the internet). ``random_backbone=True`` builds it offline with random weights (tests)."""
 
@@ -181,10 +185,6 @@ class LPIPSAlex(torch.nn.Module):
         """(B, 1, H, W): LPIPS's per-layer maps upsampled to the image and summed."""
         _check_pair(x, y)
         return self.net(x, y, normalize=False)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(B,) LPIPS distances (the spatial mean of the map)."""
-        return self.distance_map(x, y).mean(dim=(1, 2, 3))
 
 
 # ----------------------------------------------------------------------------------------

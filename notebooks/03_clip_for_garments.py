@@ -374,12 +374,8 @@ attack_specs, attack_src, attack_real = edit_pairs("pattern", "plain", "striped"
 x_src = torch.stack([G.to_tensor(image) for image in attack_src.numpy()]).to(device)
 
 
-def to_pixels(x: torch.Tensor) -> torch.Tensor:
-    return losses.clip_preprocess(x, clip_model.image_size, clip_model.mean, clip_model.std)
-
-
 def embed(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(clip_model.model.encode_image(to_pixels(x)), dim=-1)
+    return torch.nn.functional.normalize(clip_model.model.encode_image(clip_model.pixels(x)), dim=-1)
 
 
 target_text = torch.cat([encode(G.caption(s.edit(pattern="striped"), 0, ("pattern",))) for s in attack_specs])

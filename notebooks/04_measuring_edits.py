@@ -38,12 +38,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transformer import VisionTransformer
 
 from fashionlab import config, metrics
 from fashionlab.data import garments as G
-from fashionlab.losses import clip_preprocess, masked_attribute_ce
+from fashionlab.losses import masked_attribute_ce
 from fashionlab.models import supervised_training as ST
 from fashionlab.models.attrnet import AttributeNet
 from fashionlab.viz import heatmap, image_grid, parts_overlay
@@ -217,7 +216,7 @@ guide = AttributeNet(backbone).to(device)
 
 def guide_logits(images: torch.Tensor) -> dict[str, torch.Tensor]:
     """The guidance ViT on images in [-1, 1] (CLIP-style normalisation, as the next chapter feeds it)."""
-    return guide(clip_preprocess(images, 64, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD))[0]
+    return guide(guide.preprocess(images))[0]
 
 
 opt = torch.optim.AdamW(guide.parameters(), lr=2e-3, weight_decay=0.05)

@@ -33,6 +33,24 @@ def test_encoders_and_patch_tokens(bundle):
     torch.testing.assert_close(text.norm(dim=-1), torch.ones(2))
 
 
+def test_one_pixel_pipeline_for_bundles_towers_and_classifiers(bundle):
+    """CLIPBundle.pixels, visual_pixels and AttributeNet.preprocess agree: every CLIP consumer
+    sees the same input for the same image, and the gradient reaches the image."""
+    from fashionlab.models.attrnet import AttributeNet
+
+    x = (torch.rand(2, 3, 48, 48) * 2 - 1).requires_grad_()
+    pixels = bundle.pixels(x)
+    assert pixels.shape == (2, 3, 64, 64)
+    torch.testing.assert_close(pixels, clip.visual_pixels(bundle.model.visual, x))
+    torch.testing.assert_close(pixels, AttributeNet(bundle.model.visual).preprocess(x))
+    mean = torch.tensor(bundle.mean).view(1, 3, 1, 1)
+    std = torch.tensor(bundle.std).view(1, 3, 1, 1)
+    white = bundle.pixels(torch.ones(1, 3, 64, 64))
+    torch.testing.assert_close(white, ((1 - mean) / std).expand_as(white))  # (x + 1) / 2, then (x - mean) / std
+    pixels.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("bad,err", [([], ValueError), ([""], ValueError), (["  "], ValueError), ([3], TypeError),
                                      (None, ValueError)])
 def test_bad_prompts(bundle, bad, err):

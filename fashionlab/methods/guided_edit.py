@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from ..data.garments import ATTRIBUTES, SCHEMA, applicable
 from ..diffusion.core import Denoiser, alpha_bar_at, even_grid, noise_to
 from ..diffusion.guidance import guided_sample
-from ..losses import background_loss, clip_preprocess, extending_augmentations, spherical_distance
+from ..losses import background_loss, extending_augmentations, spherical_distance
 
 
 # ----------------------------------------------------------------------------------------
@@ -271,8 +271,7 @@ def blended_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, clip_bundle, 
 
     def loss_fn(x_in: torch.Tensor) -> torch.Tensor:
         views = extending_augmentations(x_in * mask, cfg.views, generator=augment_gen)
-        features = model.encode_image(clip_preprocess(views, clip_bundle.image_size, clip_bundle.mean,
-                                                      clip_bundle.std))
+        features = model.encode_image(clip_bundle.pixels(views))
         clip = spherical_distance(features.float(), text.repeat(cfg.views, 1)).view(cfg.views, b).mean(dim=0)
         outside = (x_in - x_in.clamp(-1, 1)).pow(2).mean(dim=(1, 2, 3))
         return cfg.clip_weight * clip + cfg.range_weight * outside

@@ -24,11 +24,9 @@ import re
 
 import torch
 import torch.nn as nn
-from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from ..data.garments import ATTRIBUTES, NUM_CLASSES
-from ..losses import clip_preprocess
-from .clip import input_size
+from .clip import visual_pixels
 
 STRATEGY_PATTERN = re.compile(r"^(attnpool|e2e|last(\d+))$")
 
@@ -74,7 +72,7 @@ class AttributeNet(nn.Module):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (B, 3, H, W) -> the CLIP-normalised input of the backbone
         (differentiable, so guidance gradients reach the image)."""
-        return clip_preprocess(images, input_size(self.backbone), OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)
+        return visual_pixels(self.backbone, images)
 
     def patch_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         previous = self.backbone.output_tokens

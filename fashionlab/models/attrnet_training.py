@@ -33,10 +33,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.garments import ATTRIBUTES, NUM_CLASSES, STYLES, RenderCache, region_mask
-from ..losses import affine_theta, clip_preprocess, masked_attribute_ce
+from ..losses import affine_theta, masked_attribute_ce
 from ..training import make_accelerator, warmup_cosine, write_json_atomic
 from .attrnet import AttributeNet, apply_strategy
-from .clip import create_clip
+from .clip import create_clip, visual_pixels
 from .supervised_training import to_model_input
 
 INITS: tuple[str, ...] = ("random", "supervised", "clip")
@@ -54,12 +54,11 @@ class CategoryViT(nn.Module):
         bundle = create_clip(clip_name)
         self.clip_name = clip_name
         self.visual = bundle.model.visual
-        self.image_size, self.mean, self.std = bundle.image_size, bundle.mean, bundle.std
         self.heads = nn.ModuleDict({k: nn.Linear(self.visual.output_dim, n) for k, n in SUPERVISED_HEADS.items()})
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> the ViT's CLIP-normalised input (differentiable)."""
-        return clip_preprocess(images, self.image_size, self.mean, self.std)
+        return visual_pixels(self.visual, images)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = self.visual(self.preprocess(images))
@@ -279,14 +278,22 @@ def table_variants(seeds: tuple[int, ...] = (0, 1, 2)) -> list[Variant]:
     return [Variant(i, s, a, c, seed) for i, s, a, c in rows for seed in seeds]
 
 
+def train_variant(variant: Variant, train: RenderCache, cfg: AttrNetTrainConfig, log_every: int = 25,
+                  progress: bool = False) -> tuple[AttributeNet, AttrNetRun]:
+    """Build ``variant``'s network and fine-tune it on ``train`` with ``cfg`` (augmentation as the
+    variant says); the grid and the zoo recipe both train through here."""
+    model = build_attrnet(variant.init, variant.clip_name, variant.seed)
+    run = train_attrnet(model, variant.strategy, train, replace(cfg, augment=variant.augment), seed=variant.seed,
+                        log_every=log_every, progress=progress)
+    return model, run
+
+
 def run_variant(variant: Variant, train: RenderCache, test: RenderCache, cfg: AttrNetTrainConfig,
                 validation: RenderCache | None = None, progress: bool = False) -> tuple[AttributeNet, dict]:
     """Build, fine-tune and evaluate one variant; returns (model, a JSON-ready result). The mean
     accuracy on ``validation`` (if given) is what chooses the shipped variant; the test set
     only reports."""
-    model = build_attrnet(variant.init, variant.clip_name, variant.seed)
-    run = train_attrnet(model, variant.strategy, train, replace(cfg, augment=variant.augment), seed=variant.seed,
-                        progress=progress)
+    model, run = train_variant(variant, train, cfg, progress=progress)
     result = evaluate_attrnet(model, test)
     if validation is not None:
         result["validation_mean_accuracy"] = evaluate_attrnet(model, validation)["mean_accuracy"]
@@ -364,23 +371,29 @@ def train_recipe(variant: Variant, cfg: AttrNetTrainConfig, n_train: int, workdi
     ``checkpoint.pt`` (model, step, minutes, config) and ``loss.csv``. Returns (steps, minutes).
     Short enough (minutes) to need no resume."""
     from ..data.garments import render_cache
-    from ..training import atomic_save
+    from ..training import CSVLog, atomic_save
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     train = render_cache(TRAIN_SEED, n_train, domain="in", progress=progress)
-    model = build_attrnet(variant.init, variant.clip_name, variant.seed)
     log_every = 25
-    run = train_attrnet(model, variant.strategy, train, replace(cfg, augment=variant.augment), seed=variant.seed,
-                        log_every=log_every, progress=progress)
-    lines = ["step,loss"] + [f"{(k + 1) * log_every},{v:.5f}" for k, v in enumerate(run.losses)]
-    (workdir / "loss.csv").write_text("\n".join(lines) + "\n")
+    model, run = train_variant(variant, train, cfg, log_every=log_every, progress=progress)
+    log = CSVLog(workdir / "loss.csv", ["step", "loss"], fresh=True)
+    for k, value in enumerate(run.losses):
+        log.write([(k + 1) * log_every, f"{value:.5f}"])
+    log.close()
     atomic_save({"model": model.state_dict(), "step": cfg.steps, "minutes": run.seconds / 60,
                  "config": {**asdict(cfg), "variant": asdict(variant), "n_train": n_train}}, workdir / "checkpoint.pt")
     return cfg.steps, run.seconds / 60
 
 
-if __name__ == "__main__":  # python -m fashionlab.models.attrnet_training notebooks/results/05_attrnet_tables.json
-    import sys
+if __name__ == "__main__":
+    import argparse
 
-    run_tables(sys.argv[1] if len(sys.argv) > 1 else "notebooks/results/05_attrnet_tables.json")
+    parser = argparse.ArgumentParser(description="Run chapter 05's variant grid (resumable).")
+    parser.add_argument("out", nargs="?", default="notebooks/results/05_attrnet_tables.json")
+    parser.add_argument("--clip", action="append", choices=("garments-clip-s", "garments-clip-b"),
+                        help="only the variants built on this CLIP (repeatable; default: all)")
+    args = parser.parse_args()
+    chosen = [v for v in table_variants() if args.clip is None or v.clip_name in args.clip]
+    run_tables(args.out, chosen)

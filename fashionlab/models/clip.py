@@ -24,6 +24,7 @@ import open_clip
 import torch
 
 from .. import config
+from ..losses import clip_preprocess
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TINY_MODELS: tuple[str, ...] = ("garments-clip-s", "garments-clip-b")
@@ -44,6 +45,10 @@ class CLIPBundle:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (B, 3, H, W) -> this CLIP's normalised input (differentiable)."""
+        return clip_preprocess(images, self.image_size, self.mean, self.std)
+
 
 def input_size(visual: torch.nn.Module) -> int:
     """The square input side of an open_clip image tower (its ``image_size`` is an int or a pair)."""
@@ -51,12 +56,22 @@ def input_size(visual: torch.nn.Module) -> int:
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
-def _bundle(model: torch.nn.Module, name: str, profile: str) -> CLIPBundle:
-    visual = model.visual
-    size = input_size(visual)
+def visual_normalisation(visual: torch.nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """(input side, mean, std) of an open_clip image tower; OpenAI's mean/std when it names none."""
     mean = tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
     std = tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
-    return CLIPBundle(model.eval(), open_clip.get_tokenizer(name), name, profile, int(size), mean, std)
+    return input_size(visual), mean, std
+
+
+def visual_pixels(visual: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> the normalised input of an open_clip image tower (differentiable): what
+    ``CLIPBundle.pixels`` does, for a tower held without its bundle (the attribute classifiers)."""
+    return clip_preprocess(images, *visual_normalisation(visual))
+
+
+def _bundle(model: torch.nn.Module, name: str, profile: str) -> CLIPBundle:
+    size, mean, std = visual_normalisation(model.visual)
+    return CLIPBundle(model.eval(), open_clip.get_tokenizer(name), name, profile, size, mean, std)
 
 
 def create_clip(name: str = "garments-clip-s", pretrained: str | None = None,

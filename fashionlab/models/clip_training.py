@@ -21,7 +21,6 @@ import torch
 
 from ..data.garments import (ATTRIBUTES, CAPTION_TEMPLATES, COLLARED, SCHEMA, SLEEVED, STYLES, GarmentSpec,
                              RenderCache, caption, render_cache)
-from ..losses import clip_preprocess
 from ..training import fit, load_checkpoint, make_accelerator, warmup_cosine
 from .clip import CLIPBundle, create_clip, encode_text
 from .supervised_training import to_model_input
@@ -67,7 +66,7 @@ def random_caption(spec: GarmentSpec, rng: np.random.Generator, full_caption_pro
 
 def _to_pixels(images_u8: torch.Tensor, bundle: CLIPBundle) -> torch.Tensor:
     """uint8 (B, H, W, 3) renders -> CLIP-normalised pixels, through the same preprocessing the losses use."""
-    return clip_preprocess(to_model_input(images_u8), bundle.image_size, bundle.mean, bundle.std)
+    return bundle.pixels(to_model_input(images_u8))
 
 
 def train_clip(name: str, cfg: CLIPTrainConfig, workdir: str | Path, minutes: float | None = None,

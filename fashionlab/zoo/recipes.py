@@ -280,6 +280,12 @@ def evaluate_pixel_ddpm(unet, scheduler, n_samples: int = 256, n_roundtrip: int 
     return metrics, samples
 
 
+def _json_config(model_kwargs: dict) -> dict:
+    """A model's constructor arguments as the JSON config shipped beside its weights (tuples become
+    lists; the loader turns them back)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()}
+
+
 def export_evaluator(name: str, workdir: Path | None = None, heldout_seed: int = 200, n_heldout: int = 2000,
                      weights_dir: Path | None = None, manifest_path: Path | None = None, progress: bool = True) -> dict:
     """Evaluate a trained oracle, parser or category ViT on held-out renders (weights rounded to
@@ -304,7 +310,7 @@ def export_evaluator(name: str, workdir: Path | None = None, heldout_seed: int =
     metrics["heldout"] = f"{n_heldout} renders of Garments seed {heldout_seed}, all styles and extras"
     record = training_record(name, state, workdir, recipe.train.batch_size, recipe.train.data_seed,
                              f"Garments seed {recipe.train.data_seed}, all domains, {recipe.train.cache_size} renders")
-    cfg = {"model": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.model.items()}}
+    cfg = {"model": _json_config(recipe.model)}
     return _export(name, model, cfg, {**record, "metrics": metrics}, workdir, weights_dir, manifest_path)
 
 
@@ -428,6 +434,6 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
                              f"Garments seed {recipe.data_seed}, domain '{recipe.domain}', "
                              f"size {recipe.unet['sample_size']}")
     record.update(planned_steps=recipe.train.total_steps, metrics=metrics)
-    cfg = {"unet": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.unet.items()},
+    cfg = {"unet": _json_config(recipe.unet),
            "scheduler": recipe.scheduler}
     return _export(name, unet, cfg, record, workdir, weights_dir, manifest_path)

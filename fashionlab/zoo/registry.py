@@ -36,7 +36,8 @@ class ZooEntry:
     name: str
     kind: str
     """What the loader builds: ``"pixel-ddpm"`` (UNet2DModel + DDPMScheduler), ``"clip"`` (open_clip),
-    ``"oracle"``, ``"parser"`` (our evaluators) or ``"category-vit"`` (chapter 05's supervised backbone)."""
+    ``"oracle"``, ``"parser"`` (our evaluators), ``"category-vit"`` (chapter 05's supervised backbone) or
+    ``"attrnet"`` (chapter 05's attribute classifier, which guides chapter 06's edits)."""
     full_hub_id: str | None
     """The ``full``-profile checkpoint on the hub (None: the evaluators grade Garments images and use
     the same shipped weights under both profiles)."""
@@ -232,7 +233,8 @@ def load_tiny_state(name: str, weights_dir: Path = WEIGHTS_DIR,
 
 
 def supervised_builders() -> dict[str, type]:
-    """Model class per supervised zoo kind (the oracle, the parser, the category ViT)."""
+    """Model builder per supervised zoo kind (the oracle, the parser, the category ViT, the attribute
+    classifier)."""
     from ..models.attrnet import attrnet_for
     from ..models.attrnet_training import CategoryViT
     from ..models.oracle import GarmentOracle
