@@ -169,5 +169,21 @@ def test_training_target_follows_the_prediction_type(tmp_path, prediction_type, 
 def test_shipped_models_verify_and_load(tiny_profile):
     """Every model in the manifest matches its sha256 and loads (the CLI's ``verify``)."""
     results = registry.verify_all()
-    assert {"garments-ddpm-64", "garments-oracle", "garments-parser", "garments-clip-s"} <= set(results)
+    assert {"garments-ddpm-64", "garments-oracle", "garments-parser", "garments-clip-s",
+            "garments-vit-sup-s"} <= set(results)
     assert all(status == "ok" for status in results.values()), results
+
+
+def test_shipped_category_vit_knows_categories(tiny_profile):
+    """garments-vit-sup-s (chapter 05's "ImageNet" backbone) names the category and render style
+    of renders from a seed it never saw."""
+    from fashionlab.data.garments import ATTRIBUTES, render_cache
+    from fashionlab.models.supervised_training import to_model_input
+
+    net = registry.load_evaluator("garments-vit-sup-s", "cpu")
+    cache = render_cache(seed=777, n=60, domain="all", progress=False)
+    with torch.no_grad():
+        logits = net(to_model_input(cache.images))
+    category = (logits["category"].argmax(1) == cache.attributes[:, ATTRIBUTES.index("category")]).float().mean()
+    style = (logits["style"].argmax(1) == cache.styles).float().mean()
+    assert category >= 0.8 and style >= 0.9, (float(category), float(style))
