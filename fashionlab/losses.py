@@ -199,7 +199,9 @@ def background_loss(edited: torch.Tensor, source: torch.Tensor, keep: torch.Tens
     ``keep`` (B, 1, H, W) in [0, 1] weights the pixels to preserve (000: 1 - M-bar, the low-attention
     region; Blended Diffusion: everything, with weights 1e4 and 1e3). ``perceptual`` is a module
     with ``distance_map(x, y) -> (B, 1, H, W)`` (:class:`~fashionlab.metrics.OraclePerceptual` or
-    LPIPS); None drops that term."""
+    LPIPS); None drops that term. It sees ``edited`` clipped to [-1, 1] with a straight-through
+    gradient: a guided P_t leaves the image range at high noise, where a perceptual network (and
+    its range check) is undefined."""
     if edited.shape != source.shape or edited.dim() != 4:
         raise ValueError(f"edited and source must be equal (B, C, H, W) shapes, got {tuple(edited.shape)} "
                          f"and {tuple(source.shape)}")
@@ -207,5 +209,6 @@ def background_loss(edited: torch.Tensor, source: torch.Tensor, keep: torch.Tens
         raise ValueError(f"keep must be (B, 1, {edited.shape[-2]}, {edited.shape[-1]}), got {tuple(keep.shape)}")
     loss = mse_weight * (keep * (edited - source).pow(2).sum(dim=1, keepdim=True)).mean(dim=(1, 2, 3))
     if perceptual is not None and perceptual_weight:
-        loss = loss + perceptual_weight * (keep * perceptual.distance_map(edited, source)).mean(dim=(1, 2, 3))
+        inside = edited + (edited.clamp(-1, 1) - edited).detach()  # clipped value, identity gradient
+        loss = loss + perceptual_weight * (keep * perceptual.distance_map(inside, source)).mean(dim=(1, 2, 3))
     return loss

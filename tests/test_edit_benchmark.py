@@ -118,3 +118,33 @@ def test_guided_edit_methods_run_on_task_batches(oracle):
         if name == "Blended Diffusion":  # the user mask is the GT region: nothing changes outside it
             outside = ~batch.regions.unsqueeze(1).expand_as(edited)
             assert torch.equal(edited[outside], batch.images[outside])
+
+
+def test_chapter06_sweep_writes_its_settings_and_refuses_others(tmp_path, oracle):
+    """The results script on random-weight models: every (lambda, background) row is scored, the
+    file keeps its settings beside the batches, and a rerun with other settings is refused."""
+    from diffusers import DDPMScheduler
+
+    from fashionlab.diffusion import core
+    from fashionlab.methods import guided_edit as GE
+    from fashionlab.methods import guided_edit_tables as T
+    from fashionlab.models.attrnet import attrnet_for
+    from tests.test_diffusion_engine import tiny_unet
+
+    torch.manual_seed(0)
+    unet = tiny_unet()
+    unet.config.sample_size = 64
+    perceptual = OraclePerceptual(oracle)
+    models = T.EditModels(core.PixelDenoiser(unet), DDPMScheduler(num_train_timesteps=1000).alphas_cumprod,
+                          attrnet_for("garments-clip-s").eval(), None, perceptual, oracle, perceptual)
+    cfg = GE.GuidedEditConfig(depth=200, steps=2, views=2)
+    out = tmp_path / "sweep.json"
+    table = T.run_sweep(out, 1, models, strengths=(0.0, 100.0), cfg=cfg, progress=False)
+    assert table["strengths"] == [0.0, 100.0] and table["config"]["steps"] == 2
+    methods = {entry["method"] for entry in table["batches"].values()}
+    assert methods == {T.sweep_name(s, b) for s in (0.0, 100.0) for b in (True, False)}
+    assert len(table["batches"]) == 4 * len(T.SWEEP_TYPES)
+    summary = B.summarise_edits(table)
+    assert (summary["n"] == 1).all()
+    with pytest.raises(ValueError, match="other settings"):
+        T.run_sweep(out, 1, models, strengths=(0.0, 10.0), cfg=cfg, progress=False)

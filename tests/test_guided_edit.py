@@ -123,6 +123,26 @@ def test_background_loss_weights_only_the_kept_pixels():
         losses.background_loss(moved, source, keep[:, :, :4])
 
 
+def test_background_loss_perceptual_term_accepts_out_of_range_predictions():
+    """P_t leaves [-1, 1] at high noise: the perceptual term sees it clipped, yet its gradient
+    still reaches the out-of-range pixels (straight through)."""
+    from fashionlab.metrics import OraclePerceptual
+    from fashionlab.models.oracle import GarmentOracle
+
+    torch.manual_seed(0)
+    pd = OraclePerceptual(GarmentOracle(widths=(8, 8, 8, 8)).eval())
+    source = torch.rand(2, 3, 32, 32) * 2 - 1
+    edited = (source * 1.5).requires_grad_()  # about a third of the pixels outside [-1, 1]
+    keep = torch.ones(2, 1, 32, 32)
+    loss = losses.background_loss(edited, source, keep, pd, mse_weight=0.0, perceptual_weight=1.0)
+    assert torch.isfinite(loss).all() and (loss > 0).all()
+    (grad,) = torch.autograd.grad(loss.sum(), edited)
+    outside = edited.detach().abs() > 1
+    assert grad[outside].abs().sum() > 0
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        pd.distance_map(edited.detach(), source)  # the metric itself still refuses such images
+
+
 def test_spherical_distance():
     u = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
     assert torch.allclose(losses.spherical_distance(u, u), torch.zeros(5), atol=1e-6)

@@ -146,7 +146,8 @@ def run_edit_table(out: str | Path, methods: dict[str, EditMethod], tasks: Seque
     from tqdm.auto import tqdm
 
     out = Path(out)
-    done = json.loads(out.read_text()) if out.is_file() else {"batches": {}}
+    done = json.loads(out.read_text()) if out.is_file() else {}
+    done.setdefault("batches", {})  # the file may hold the caller's own records beside the batches
     batches = []
     for attribute in dict.fromkeys(t.attribute for t in tasks):
         of_type = [t for t in tasks if t.attribute == attribute]

@@ -291,6 +291,18 @@ def blended_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, clip_bundle, 
 # ----------------------------------------------------------------------------------------
 # The three rows of chapter 06's table, as edit methods for the benchmark runner
 # ----------------------------------------------------------------------------------------
+def procedure1_method(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module,
+                      perceptual: torch.nn.Module | None, cfg: GuidedEditConfig = GuidedEditConfig()):
+    """Procedure 1 as an edit method for :func:`fashionlab.methods.benchmark.run_edit_table`:
+    ``method(task_batch, generator) -> edited``, each task's target and category from the batch."""
+
+    def method(batch, generator):
+        return guided_edit(denoiser, alphas_cumprod, classifier, batch.images, [t.targets for t in batch.tasks],
+                           cfg, perceptual, [t.source.category for t in batch.tasks], generator).edited
+
+    return method
+
+
 def edit_methods(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module, clip_bundle,
                  perceptual: torch.nn.Module | None, cfg: GuidedEditConfig = GuidedEditConfig(),
                  blended: BlendedConfig = BlendedConfig()) -> dict:
@@ -302,15 +314,12 @@ def edit_methods(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: t
 
     from ..data.garments import caption
 
-    def ours(batch, generator, config=cfg):
-        return guided_edit(denoiser, alphas_cumprod, classifier, batch.images, [t.targets for t in batch.tasks],
-                           config, perceptual, [t.source.category for t in batch.tasks], generator).edited
-
     def blended_diffusion(batch, generator):
         prompts = [caption(t.target, 0, (t.attribute,)) for t in batch.tasks]
         return blended_edit(denoiser, alphas_cumprod, clip_bundle, batch.images, prompts,
                             batch.regions.unsqueeze(1).float(), blended, generator).edited
 
-    return {"ours": ours,
-            "ours, no background loss": lambda batch, generator: ours(batch, generator, replace(cfg, background=False)),
+    return {"ours": procedure1_method(denoiser, alphas_cumprod, classifier, perceptual, cfg),
+            "ours, no background loss": procedure1_method(denoiser, alphas_cumprod, classifier, perceptual,
+                                                          replace(cfg, background=False)),
             "Blended Diffusion": blended_diffusion}

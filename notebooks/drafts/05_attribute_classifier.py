@@ -209,7 +209,7 @@ show(["clip / attnpool [s]", "clip / attnpool [b]", "clip / e2e [s]", "clip / e2
 # attribute query, over the image (8 × 8 patches, upsampled).
 
 # %%
-attrnet = registry.load_attrnet("garments-attrnet", device)
+attrnet = registry.load_evaluator("garments-attrnet", device)
 sample = test.images[:4]
 logits, maps = attrnet(AT.model_pixels(attrnet, sample).to(device))
 cells = []

@@ -36,28 +36,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fashionlab import config, metrics
+from fashionlab import config
 from fashionlab.data import garments as G
 from fashionlab.diffusion import core
 from fashionlab.methods import benchmark as B
 from fashionlab.methods import guided_edit as GE
-from fashionlab.models.attrnet import AttributeNet
-from fashionlab.models.clip import load_clip
+from fashionlab.methods import guided_edit_tables as T
 from fashionlab.viz import heatmap, image_grid
-from fashionlab.zoo import registry
 
 torch.set_grad_enabled(False)
 device = config.get_device()
 print("profile:", config.get_profile(), "| device:", device.type)
-ddpm = registry.load_pixel_ddpm("garments-ddpm-64", device=device)
-denoiser, alphas_cumprod = core.PixelDenoiser(ddpm.unet, ddpm.scheduler), ddpm.alphas_cumprod
-attrnet = registry.load_evaluator("garments-attrnet", device)
-clip_model = load_clip("garments-clip-s", device=device)
-sup = registry.load_evaluator("garments-vit-sup-s", device)
-guide_pd = metrics.ViTPerceptual(sup.visual, sup.preprocess)  # measures for the background loss
-oracle = registry.load_evaluator("garments-oracle", device)
-judge_pd = metrics.OraclePerceptual(oracle)  # grades; never guides
-TABLE = json.loads(Path("results/06_edit_table.json").read_text())
+M = T.load_edit_models(device)  # the DDPM, garments-attrnet, the CLIP, and the two perceptual distances
+denoiser, alphas_cumprod, attrnet = M.denoiser, M.alphas_cumprod, M.classifier
+RESULTS = {part: json.loads(Path(f"results/06_{part}.json").read_text())
+           for part in ("main", "confirm", "sweep", "classifiers")}
 
 # %% [markdown]
 # ## 1. Procedure 1
@@ -88,7 +81,7 @@ print("source:", G.caption(source_spec, 0))
 x = G.to_tensor(G.render(source_spec).image).unsqueeze(0).to(device)
 cfg = GE.GuidedEditConfig()
 start = time.perf_counter()
-out = GE.guided_edit(denoiser, alphas_cumprod, attrnet, x, {"pattern": "striped"}, cfg, guide_pd,
+out = GE.guided_edit(denoiser, alphas_cumprod, attrnet, x, {"pattern": "striped"}, cfg, M.guide_perceptual,
                      [source_spec.category], torch.Generator().manual_seed(0), return_trajectory=True)
 one_edit_seconds = time.perf_counter() - start
 show = list(range(0, len(out.p_t), 15)) + [len(out.p_t) - 1]
@@ -111,9 +104,9 @@ print(f"one edit, {cfg.steps} steps from k={cfg.depth}: {one_edit_seconds:.1f} s
 
 # %%
 fig1_tasks = B.render_tasks([t for t in B.make_tasks(601, 1)])
-blended = GE.edit_methods(denoiser, alphas_cumprod, attrnet, clip_model, guide_pd)["Blended Diffusion"]
+blended = GE.edit_methods(denoiser, alphas_cumprod, attrnet, M.clip, M.guide_perceptual)["Blended Diffusion"]
 fig1 = blended(fig1_tasks, torch.Generator().manual_seed(0))
-fig1_scores = B.score_edits(fig1_tasks, fig1, oracle, judge_pd)
+fig1_scores = B.score_edits(fig1_tasks, fig1, M.oracle, M.judge_perceptual)
 titles = [f"{t.attribute}->{t.value}" for t in fig1_tasks.tasks]
 verdict = ["ok" if s else "failed" for s in fig1_scores["success"].tolist()]
 image_grid([*fig1_tasks.images, *fig1.cpu()], ncols=len(titles),
@@ -126,9 +119,9 @@ plt.show()
 # The same six garments and targets with Procedure 1:
 
 # %%
-methods = GE.edit_methods(denoiser, alphas_cumprod, attrnet, clip_model, guide_pd)
+methods = GE.edit_methods(denoiser, alphas_cumprod, attrnet, M.clip, M.guide_perceptual)
 ours = methods["ours"](fig1_tasks, torch.Generator().manual_seed(0))
-ours_scores = B.score_edits(fig1_tasks, ours, oracle, judge_pd)
+ours_scores = B.score_edits(fig1_tasks, ours, M.oracle, M.judge_perceptual)
 ideal = torch.stack([G.to_tensor(G.render(t.target).image) for t in fig1_tasks.tasks])
 image_grid([*fig1_tasks.images, *ideal, *ours.cpu()], ncols=len(titles),
            titles=titles + [""] * len(titles) + [f"oracle: {'ok' if s else 'failed'}" for s in ours_scores["success"]],
@@ -143,7 +136,7 @@ multi = [{"pattern": "striped", "colour": "blue"}, {"sleeve": "long", "colour": 
 multi_src = [G.spec_for(602, i, "in") for i in range(8)]
 multi_src = [s for s in multi_src if s.sleeve is not None][:2]
 xs = torch.stack([G.to_tensor(G.render(s).image) for s in multi_src]).to(device)
-multi_out = [GE.guided_edit(denoiser, alphas_cumprod, attrnet, xs, targets, cfg, guide_pd,
+multi_out = [GE.guided_edit(denoiser, alphas_cumprod, attrnet, xs, targets, cfg, M.guide_perceptual,
                             [s.category for s in multi_src], torch.Generator().manual_seed(1)).edited.cpu()
              for targets in multi]
 image_grid([*xs.cpu(), *multi_out[0], *multi_out[1]], ncols=2,
@@ -210,7 +203,7 @@ with_ci(confirm)
 # NBVAL_IGNORE_OUTPUT
 from fashionlab.widgets import guided_editor  # noqa: E402
 
-guided_editor(denoiser, alphas_cumprod, attrnet, guide_pd)
+guided_editor(denoiser, alphas_cumprod, attrnet, M.guide_perceptual)
 
 # %% [markdown]
 # ## Claims vs what we measured
