@@ -184,6 +184,20 @@ def test_summarise_runs_over_seeds():
         AT.summarise_runs({}, variants)
 
 
+def test_best_variant_uses_validation_and_complete_rows_only():
+    from fashionlab.models import attrnet_training as AT
+
+    variants = [AT.Variant(i, s, seed=k) for i, s in (("clip", "attnpool"), ("clip", "e2e"), ("random", "e2e"))
+                for k in (0, 1)]
+    val = {("clip", "attnpool"): (0.80, 0.84), ("clip", "e2e"): (0.90, 0.70), ("random", "e2e"): (0.99, None)}
+    runs = {v.key: {"validation_mean_accuracy": val[(v.init, v.strategy)][v.seed], "mean_accuracy": 0.0}
+            for v in variants if val[(v.init, v.strategy)][v.seed] is not None}
+    best, score = AT.best_variant(runs, variants)
+    assert best == AT.Variant("clip", "attnpool", seed=0) and score == pytest.approx(0.82)  # random/e2e lacks a seed
+    with pytest.raises(ValueError, match="all of its seeds"):
+        AT.best_variant({}, variants)
+
+
 def test_attrnet_recipe_trains_exports_and_loads(tmp_path, tiny_profile):
     from fashionlab.models import attrnet_training as AT
     from fashionlab.zoo import recipes, registry

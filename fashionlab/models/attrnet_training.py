@@ -326,6 +326,24 @@ def summarise_runs(runs: dict[str, dict], variants: list[Variant], field: str = 
     return mean, std, pd.Series({label: len(f) for label, f in frames.items()}, name="seeds")
 
 
+def best_variant(runs: dict[str, dict], variants: list[Variant]) -> tuple[Variant, float]:
+    """The table row with the highest validation accuracy averaged over its seeds (the test set
+    plays no part), as that row's seed-0 variant, and that average. Rows with a missing seed do
+    not compete."""
+    rows: dict[Variant, list[float]] = {}
+    expected: dict[Variant, int] = {}
+    for v in variants:
+        row = replace(v, seed=0)
+        expected[row] = expected.get(row, 0) + 1
+        if v.key in runs:
+            rows.setdefault(row, []).append(runs[v.key]["validation_mean_accuracy"])
+    complete = {row: sum(vals) / len(vals) for row, vals in rows.items() if len(vals) == expected[row]}
+    if not complete:
+        raise ValueError("no table row has all of its seeds yet")
+    best = max(complete, key=complete.get)
+    return best, complete[best]
+
+
 TRAIN_SEED, N_TRAIN = 30, 2000
 """The low-data labelled set: 2,000 in-domain (photo, no extras) garments, like a few thousand
 Shopping100k images per attribute value."""

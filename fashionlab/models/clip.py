@@ -16,6 +16,7 @@ OpenAI weights.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -74,6 +75,11 @@ def _bundle(model: torch.nn.Module, name: str, profile: str) -> CLIPBundle:
     return CLIPBundle(model.eval(), open_clip.get_tokenizer(name), name, profile, size, mean, std)
 
 
+class _RandomInitFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
 def create_clip(name: str = "garments-clip-s", pretrained: str | None = None,
                 device: str | torch.device = "cpu") -> CLIPBundle:
     """Build a CLIP by open_clip config name; ``pretrained`` is a weights file or an open_clip tag
@@ -81,7 +87,14 @@ def create_clip(name: str = "garments-clip-s", pretrained: str | None = None,
     known = open_clip.list_models()
     if name not in known:
         raise ValueError(f"unknown open_clip model {name!r}; ours are {TINY_MODELS}")
-    model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    quiet = _RandomInitFilter() if pretrained is None else None
+    if quiet:  # a random init is what was asked for: open_clip's warning about it is noise
+        logging.getLogger().addFilter(quiet)
+    try:
+        model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    finally:
+        if quiet:
+            logging.getLogger().removeFilter(quiet)
     profile = "tiny" if name in TINY_MODELS else "full"
     return _bundle(model, name, profile)
 
