@@ -79,7 +79,7 @@ RESULTS = {part: json.loads(Path(f"results/06_{part}.json").read_text())
 source_spec = G.spec_for(600, 3, "in")
 print("source:", G.caption(source_spec, 0))
 x = G.to_tensor(G.render(source_spec).image).unsqueeze(0).to(device)
-cfg = GE.GuidedEditConfig()
+cfg = T.TABLE_EDIT  # the paper's settings where they transfer; lambda tuned on garments (section 5)
 start = time.perf_counter()
 out = GE.guided_edit(denoiser, alphas_cumprod, attrnet, x, {"pattern": "striped"}, cfg, M.guide_perceptual,
                      [source_spec.category], torch.Generator().manual_seed(0), return_trajectory=True)
@@ -104,7 +104,8 @@ print(f"one edit, {cfg.steps} steps from k={cfg.depth}: {one_edit_seconds:.1f} s
 
 # %%
 fig1_tasks = B.render_tasks([t for t in B.make_tasks(601, 1)])
-blended = GE.edit_methods(denoiser, alphas_cumprod, attrnet, M.clip, M.guide_perceptual)["Blended Diffusion"]
+methods = GE.edit_methods(denoiser, alphas_cumprod, attrnet, M.clip, M.guide_perceptual, cfg, T.TABLE_BLENDED)
+blended = methods["Blended Diffusion"]
 fig1 = blended(fig1_tasks, torch.Generator().manual_seed(0))
 fig1_scores = B.score_edits(fig1_tasks, fig1, M.oracle, M.judge_perceptual)
 titles = [f"{t.attribute}->{t.value}" for t in fig1_tasks.tasks]
@@ -119,7 +120,6 @@ plt.show()
 # The same six garments and targets with Procedure 1:
 
 # %%
-methods = GE.edit_methods(denoiser, alphas_cumprod, attrnet, M.clip, M.guide_perceptual)
 ours = methods["ours"](fig1_tasks, torch.Generator().manual_seed(0))
 ours_scores = B.score_edits(fig1_tasks, ours, M.oracle, M.judge_perceptual)
 ideal = torch.stack([G.to_tensor(G.render(t.target).image) for t in fig1_tasks.tasks])
@@ -147,51 +147,95 @@ plt.show()
 # %% [markdown]
 # ## 5. Ablations (Fig. 8): the background loss and λ
 #
-# Precomputed by `python -m fashionlab.methods.guided_edit sweep` on 16 garments of seed 603:
-# success and preservation as λ grows, with and without the background loss.
+# Precomputed by `python -m fashionlab.methods.guided_edit_tables sweep`: 8 garments per edit
+# type (pattern, colour, sleeve) of Garments seed 603, for every λ, with and without the
+# background loss. These garments are the only ones λ was chosen on.
 
 # %%
-sweep = pd.DataFrame(TABLE["sweep"])
+sweep = B.summarise_edits(RESULTS["sweep"]).reset_index()
+sweep["lambda"] = sweep.method.str.extract(r"lambda=([\d.e+]+)")[0].astype(float)
+sweep["background"] = sweep.method.str.endswith("background=1")
+by_lambda = sweep.groupby(["background", "lambda"])[["success", "l2_outside", "perceptual"]].mean()
 fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
-for background, group in sweep.groupby("background"):
+for background in (True, False):
+    part = by_lambda.loc[background]
+    x = part.index.to_numpy().copy()
+    x[x == 0] = 1  # show lambda = 0 at the left edge of the log axis
     label = "with background loss" if background else "without"
-    axes[0].plot(group.strength, group.success, marker="o", label=label)
-    axes[1].plot(group.strength, group.l2_outside, marker="o", label=label)
-axes[0].set(xscale="log", xlabel=r"$\lambda$", ylabel="success (oracle)")
+    axes[0].plot(x, part.success, marker="o", label=label)
+    axes[1].plot(x, part.l2_outside, marker="o", label=label)
+axes[0].set(xscale="log", xlabel=r"$\lambda$ (0 drawn at 1)", ylabel="success (oracle)")
 axes[1].set(xscale="log", yscale="log", xlabel=r"$\lambda$", ylabel="MSE outside the GT region")
 axes[0].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
+by_lambda.round(3)
 
 # %% [markdown]
 # ## 6. Better classifiers guide better (Fig. 7)
+#
+# Paper 000 guides with classifiers of different accuracy and shows the better ones edit better.
+# `python -m fashionlab.methods.guided_edit_tables classifiers` trains four variants of chapter
+# 05 as its grid does (seed 0), and edits 8 garments per edit type of seed 604 with each:
 
 # %%
-pd.DataFrame(TABLE["classifiers"]).round(3)
+by_classifier = B.summarise_edits(RESULTS["classifiers"]).groupby(level="method")[["success", "consistency",
+                                                                                    "l2_outside"]].mean()
+by_classifier.insert(0, "classifier accuracy (validation)", pd.Series(RESULTS["classifiers"]["accuracy"]))
+by_classifier = by_classifier.sort_values("classifier accuracy (validation)")
+fig, ax = plt.subplots(figsize=(4.2, 2.8))
+ax.plot(by_classifier.iloc[:, 0], by_classifier.success, marker="o")
+for name, row in by_classifier.iterrows():
+    ax.annotate(name, (row.iloc[0], row.success), fontsize=7, xytext=(3, 3), textcoords="offset points")
+ax.set(xlabel="classifier mean accuracy", ylabel="edit success (oracle)")
+plt.tight_layout()
+plt.show()
+by_classifier.round(3)
 
 # %% [markdown]
 # ## 7. The table
 #
-# 100 held-out garments per edit type (Garments seed 610), three methods; 95 % bootstrap intervals.
-# A second set (seed 620), never used for any choice, confirms the numbers.
+# `python -m fashionlab.methods.guided_edit_tables main`: 17 held-out garments per edit type
+# (102 in all, Garments seed 610), three methods, 95 % bootstrap intervals. Then the same on
+# seed 620 (`confirm`), never used for any choice.
 
 # %%
-summary = B.summarise_edits({"batches": TABLE["main"]["batches"]})
-cols = ["success", "consistency", "l2_outside", "perceptual", "seconds_per_edit"]
-
-
 def with_ci(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame[["n", "seconds_per_edit"]].copy()
+    out["n"] = out["n"].astype(int)
+    out["seconds_per_edit"] = out["seconds_per_edit"].round(1)
     for s in ("success", "consistency", "l2_outside", "perceptual"):
         out[s] = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(frame[s], frame[f"{s}_lo"], frame[f"{s}_hi"])]
     return out
 
 
-with_ci(summary)
+main = B.summarise_edits(RESULTS["main"])
+with_ci(main)
+
+# %% [markdown]
+# Over all edit types (each method's 102 edits pooled):
 
 # %%
-confirm = B.summarise_edits({"batches": TABLE["confirm"]["batches"]})
-with_ci(confirm)
+def pooled(table: dict) -> pd.DataFrame:
+    everything = {"batches": {k: {**v, "attribute": "all"} for k, v in table["batches"].items()}}
+    return with_ci(B.summarise_edits(everything).droplevel("edit"))
+
+
+pooled(RESULTS["main"])
+
+# %%
+confirm = B.summarise_edits(RESULTS["confirm"])
+print("confirmation set (seed 620), pooled:")
+pooled(RESULTS["confirm"])
+
+# %% [markdown]
+# Does the confirmation set agree? For each method and edit type, is the tuning set's mean
+# success inside the confirmation set's interval?
+
+# %%
+agree = (main.success >= confirm.success_lo) & (main.success <= confirm.success_hi)
+print(f"main success inside the confirmation CI: {int(agree.sum())} of {len(agree)} rows")
+agree.unstack("edit")
 
 # %% [markdown]
 # ## 8. Try it
@@ -207,6 +251,34 @@ guided_editor(denoiser, alphas_cumprod, attrnet, M.guide_perceptual)
 
 # %% [markdown]
 # ## Claims vs what we measured
+
+# %%
+pool_main = B.summarise_edits({"batches": {k: {**v, "attribute": "all"} for k, v in RESULTS["main"]["batches"].items()}})
+pool_main = pool_main.droplevel("edit")
+ours_row, ablation_row, blended_row = (pool_main.loc[m] for m in ("ours", "ours, no background loss",
+                                                                   "Blended Diffusion"))
+best_bg = by_lambda.loc[True].success.idxmax()
+low_classifier, high_classifier = by_classifier.index[0], by_classifier.index[-1]
+claims = pd.DataFrame([
+    ("000 Fig. 1, 5", "mask-free guided editing beats CLIP-guided Blended Diffusion",
+     f"success {ours_row.success:.3f} vs {blended_row.success:.3f}; MSE outside "
+     f"{ours_row.l2_outside:.4f} vs {blended_row.l2_outside:.4f}"),
+    ("000 Fig. 8", "the background loss preserves what should not change",
+     f"MSE outside {ours_row.l2_outside:.4f} with vs {ablation_row.l2_outside:.4f} without; "
+     f"success {ours_row.success:.3f} vs {ablation_row.success:.3f}"),
+    ("000 Fig. 8", "a larger lambda edits more strongly",
+     f"success at lambda 0 / {best_bg:g}: {by_lambda.loc[(True, 0.0), 'success']:.3f} / "
+     f"{by_lambda.loc[(True, best_bg), 'success']:.3f}"),
+    ("000 Fig. 7", "a better classifier guides better",
+     f"{low_classifier} ({by_classifier.iloc[0, 0]:.3f}): success {by_classifier.success.iloc[0]:.3f}; "
+     f"{high_classifier} ({by_classifier.iloc[-1, 0]:.3f}): {by_classifier.success.iloc[-1]:.3f}"),
+    ("issue goal", "success >= 0.8 for colour and pattern",
+     f"colour {main.loc[('ours', 'colour'), 'success']:.3f}, pattern {main.loc[('ours', 'pattern'), 'success']:.3f}"),
+    ("issue goal", "the confirmation set agrees within its CIs", f"{int(agree.sum())} of {len(agree)} rows"),
+    ("issue goal", "<= 10 s per edit (64 px, 50 steps, 2-core CPU)",
+     f"{ours_row.seconds_per_edit:.1f} s per edit in batches of 16"),
+], columns=["source", "claim", "measured here"])
+claims
 
 # %% [markdown]
 # ## Exercises
