@@ -139,12 +139,15 @@ def test_chapter06_sweep_writes_its_settings_and_refuses_others(tmp_path, oracle
                           attrnet_for("garments-clip-s").eval(), None, perceptual, oracle, perceptual)
     cfg = GE.GuidedEditConfig(depth=200, steps=2, views=2)
     out = tmp_path / "sweep.json"
-    table = T.run_sweep(out, 1, models, strengths=(0.0, 100.0), cfg=cfg, progress=False)
-    assert table["strengths"] == [0.0, 100.0] and table["config"]["steps"] == 2
+    backgrounds = ((1e3, 1e2), None)
+    table = T.run_sweep(out, 1, models, strengths=(0.0, 100.0), backgrounds=backgrounds, cfg=cfg, progress=False)
+    assert table["strengths"] == [0.0, 100.0] and table["backgrounds"] == [[1e3, 1e2], None]
+    assert table["config"]["steps"] == 2
     methods = {entry["method"] for entry in table["batches"].values()}
-    assert methods == {T.sweep_name(s, b) for s in (0.0, 100.0) for b in (True, False)}
+    assert methods == {"lambda=0|mse=1000|pd=100", "lambda=100|mse=1000|pd=100",
+                       "lambda=0|no background", "lambda=100|no background"}
     assert len(table["batches"]) == 4 * len(T.SWEEP_TYPES)
     summary = B.summarise_edits(table)
     assert (summary["n"] == 1).all()
     with pytest.raises(ValueError, match="other settings"):
-        T.run_sweep(out, 1, models, strengths=(0.0, 10.0), cfg=cfg, progress=False)
+        T.run_sweep(out, 1, models, strengths=(0.0, 10.0), backgrounds=backgrounds, cfg=cfg, progress=False)
