@@ -217,3 +217,21 @@ def test_attrnet_recipe_trains_exports_and_loads(tmp_path, tiny_profile):
     logits, maps = model(model.preprocess(x))
     ref, _ = trained(trained.preprocess(x))
     assert all(torch.allclose(logits[a], ref[a], atol=2e-2) for a in AT.ATTRIBUTES)  # fp16 rounding only
+
+
+def test_shipped_attrnet_reads_garments(tiny_profile):
+    """garments-attrnet, which guides chapter 06, classifies renders of a seed it never saw: colour
+    and pattern (the edits the issue aims at) nearly always, the mean over attributes well above
+    chance, and its attention maps are distributions over the patches."""
+    from fashionlab.data.garments import render_cache
+    from fashionlab.models import attrnet_training as AT
+    from fashionlab.zoo import registry
+
+    model = registry.load_evaluator("garments-attrnet", device="cpu")
+    cache = render_cache(seed=778, n=100, domain="in", progress=False)
+    with torch.no_grad():
+        result = AT.evaluate_attrnet(model, cache)
+        _, maps = model(AT.model_pixels(model, cache.images[:4]))
+    assert result["accuracy"]["colour"] >= 0.95 and result["accuracy"]["pattern"] >= 0.9, result["accuracy"]
+    assert result["mean_accuracy"] >= 0.75, result["mean_accuracy"]
+    torch.testing.assert_close(maps["sleeve"].sum(dim=(1, 2)), torch.ones(4), atol=1e-4, rtol=0)

@@ -91,6 +91,10 @@ def test_edit_table_resumes_and_summarises(tmp_path, oracle):
     assert (summary["n"] == 3).all()
     assert (summary.loc["identity", "l2_outside"] == 0).all() and (summary.loc["noisy", "l2_outside"] > 0.01).all()
     assert (summary["success_lo"] <= summary["success"]).all() and (summary["success"] <= summary["success_hi"]).all()
+    pooled = B.summarise_edits(table, pooled=True)
+    assert set(pooled.index) == {("identity", "all"), ("noisy", "all")} and (pooled["n"] == 6).all()
+    per_type = summary.loc["noisy", "l2_outside"]  # equal counts per type, so the pooled mean is their mean
+    assert pooled.loc[("noisy", "all"), "l2_outside"] == pytest.approx(per_type.mean())
 
 
 def test_guided_edit_methods_run_on_task_batches(oracle):
@@ -151,3 +155,8 @@ def test_chapter06_sweep_writes_its_settings_and_refuses_others(tmp_path, oracle
     assert (summary["n"] == 1).all()
     with pytest.raises(ValueError, match="other settings"):
         T.run_sweep(out, 1, models, strengths=(0.0, 10.0), backgrounds=backgrounds, cfg=cfg, progress=False)
+    stored = json.loads(out.read_text())
+    stored["accuracy"] = {"a classifier": 0.9}  # a part's own records are not settings: resuming still works
+    out.write_text(json.dumps(stored))
+    resumed = T.run_sweep(out, 1, models, strengths=(0.0, 100.0), backgrounds=backgrounds, cfg=cfg, progress=False)
+    assert resumed["batches"] == table["batches"] and resumed["accuracy"] == {"a classifier": 0.9}

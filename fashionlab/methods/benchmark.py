@@ -169,15 +169,16 @@ def run_edit_table(out: str | Path, methods: dict[str, EditMethod], tasks: Seque
     return done
 
 
-def summarise_edits(table: dict, level: float = 0.95) -> "pd.DataFrame":
+def summarise_edits(table: dict, level: float = 0.95, pooled: bool = False) -> "pd.DataFrame":
     """One row per (method, edit type): the mean of every score with its bootstrap interval
     ("mean [lo, hi]" as numbers in columns ``<score>``, ``<score>_lo``, ``<score>_hi``), the number
-    of edits, and seconds per edit."""
+    of edits, and seconds per edit. ``pooled``: one row per method over all its edits (edit ``"all"``)."""
     import pandas as pd
 
     groups: dict[tuple[str, str], dict[str, list]] = {}
     for entry in table["batches"].values():
-        group = groups.setdefault((entry["method"], entry["attribute"]), {s: [] for s in SCORES} | {"seconds": []})
+        key = (entry["method"], "all" if pooled else entry["attribute"])
+        group = groups.setdefault(key, {s: [] for s in SCORES} | {"seconds": []})
         for s in SCORES:
             group[s] += entry[s]
         group["seconds"] += [entry["seconds_per_edit"]] * len(entry["success"])

@@ -80,9 +80,11 @@ def load_edit_models(device: str | torch.device | None = None) -> EditModels:
 
 
 def _start_file(out: Path, meta: dict) -> None:
-    """Write ``meta`` into a new results file, or check that an existing one was made with it."""
+    """Write ``meta`` into a new results file, or check that an existing one was made with it (the
+    file's other records, such as its batches, are not settings)."""
     if out.is_file():
-        held = {k: v for k, v in json.loads(out.read_text()).items() if k != "batches"}
+        stored = json.loads(out.read_text())
+        held = {k: stored.get(k) for k in meta}
         if held != meta:
             raise ValueError(f"{out} was made with other settings ({held}); delete it or use another file")
         return

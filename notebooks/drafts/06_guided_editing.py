@@ -217,8 +217,7 @@ with_ci(main)
 
 # %%
 def pooled(table: dict) -> pd.DataFrame:
-    everything = {"batches": {k: {**v, "attribute": "all"} for k, v in table["batches"].items()}}
-    return with_ci(B.summarise_edits(everything).droplevel("edit"))
+    return with_ci(B.summarise_edits(table, pooled=True).droplevel("edit"))
 
 
 pooled(RESULTS["main"])
@@ -253,8 +252,7 @@ guided_editor(denoiser, alphas_cumprod, attrnet, M.guide_perceptual)
 # ## Claims vs what we measured
 
 # %%
-pool_main = B.summarise_edits({"batches": {k: {**v, "attribute": "all"} for k, v in RESULTS["main"]["batches"].items()}})
-pool_main = pool_main.droplevel("edit")
+pool_main = B.summarise_edits(RESULTS["main"], pooled=True).droplevel("edit")
 ours_row, ablation_row, blended_row = (pool_main.loc[m] for m in ("ours", "ours, no background loss",
                                                                    "Blended Diffusion"))
 with_bg = by_lambda.drop(index="no background", level="background")
