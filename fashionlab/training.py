@@ -7,6 +7,8 @@ Used by ``diffusion/train.py`` (DDPM) and ``models/clip_training.py`` (contrasti
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import math
 import os
@@ -59,11 +61,60 @@ def write_json_atomic(data: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_save(state: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a killed run never leaves half a checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+PART_BYTES = 90 * 2**20
+"""Checkpoints larger than this are written in parts (GitHub refuses files over 100 MB, and a
+resume state is committed when a recipe outlasts a session)."""
+
+
+def _parts_index(path: Path) -> Path:
+    return path.with_name(path.name + ".parts.json")
+
+
+def atomic_save(state: dict, path: Path, part_bytes: int = PART_BYTES) -> None:
+    """``torch.save`` through temporary files and renames, so a killed run never leaves half a
+    checkpoint. A state larger than ``part_bytes`` goes to numbered part files named by its hash,
+    listed (with the hash) in ``<path>.parts.json``, which is replaced last; older parts are then
+    deleted. :func:`load_state` reads either form."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    index, folder = _parts_index(path), path.parent
+    old_parts = json.loads(index.read_text())["parts"] if index.is_file() else []
+    if len(data) <= part_bytes:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        index.unlink(missing_ok=True)
+        parts: list[str] = []
+    else:
+        digest = hashlib.sha256(data).hexdigest()
+        parts = [f"{path.name}.{digest[:12]}.{k:03d}" for k in range(math.ceil(len(data) / part_bytes))]
+        for k, name in enumerate(parts):
+            tmp = folder / (name + ".tmp")
+            tmp.write_bytes(data[k * part_bytes:(k + 1) * part_bytes])
+            os.replace(tmp, folder / name)
+        write_json_atomic({"parts": parts, "sha256": digest, "bytes": len(data)}, index)
+        path.unlink(missing_ok=True)
+    for name in set(old_parts) - set(parts):
+        (folder / name).unlink(missing_ok=True)
+
+
+def state_exists(path: Path) -> bool:
+    """True if :func:`atomic_save` left a state at ``path`` (whole or in parts)."""
+    return path.is_file() or _parts_index(path).is_file()
+
+
+def load_state(path: Path) -> dict:
+    """Read a state written by :func:`atomic_save` (whole, or joined from its parts after checking
+    their hash) onto the CPU."""
+    index = _parts_index(path)
+    if path.is_file() or not index.is_file():
+        return torch.load(path, map_location="cpu", weights_only=False)
+    meta = json.loads(index.read_text())
+    data = b"".join((path.parent / name).read_bytes() for name in meta["parts"])
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise ValueError(f"the parts of {path} listed in {index} do not match their sha256; the checkpoint is damaged")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
 
 
 class CSVLog:
@@ -89,17 +140,17 @@ class CSVLog:
 def read_checkpoint(workdir: str | Path) -> dict:
     """The training state a run left in ``workdir/checkpoint.pt`` (model, optimiser, step, RNG, ...)."""
     path = Path(workdir) / "checkpoint.pt"
-    if not path.is_file():
+    if not state_exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}; train first (python -m fashionlab.zoo train NAME)")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_state(path)
 
 
 def load_checkpoint(path: Path, config: dict, model: torch.nn.Module, optimizer, schedule) -> dict:
     """Load ``path`` into model, optimiser and schedule after checking it was written with ``config``;
     returns the whole state (for the loop's own extras: RNG states, EMA, ...)."""
-    if not path.is_file():
+    if not state_exists(path):
         raise FileNotFoundError(f"resume=True but there is no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_state(path)
     if state["config"] != config:
         raise ValueError(f"checkpoint {path} was written with a different config: {state['config']}")
     model.load_state_dict(state["model"])

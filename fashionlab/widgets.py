@@ -14,10 +14,12 @@ from .data import garments as G
 
 
 def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual=None, seed: int = 600,
-                  n_garments: int = 20):
+                  n_garments: int = 20, cfg=None):
     """A small editor for :func:`fashionlab.methods.guided_edit.guided_edit`: pick one of
     ``n_garments`` held-out garments (Garments ``seed``), up to two target attributes, lambda and
-    k, then press *Edit*. Returns the widget box (display it as a cell's last value)."""
+    k, then press *Edit*. ``cfg`` (a ``GuidedEditConfig``; default: its defaults) gives the
+    starting values and every setting the editor does not show. Returns the widget box (display it
+    as a cell's last value)."""
     import ipywidgets as W
     import matplotlib.pyplot as plt
     from IPython.display import display
@@ -25,23 +27,24 @@ def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual
     from .methods.guided_edit import GuidedEditConfig, guided_edit
     from .viz import heatmap, image_grid
 
+    cfg = GuidedEditConfig() if cfg is None else cfg
     specs = [G.spec_for(seed, i, "in") for i in range(n_garments)]
     garment = W.Dropdown(options=[(f"{i}: {G.caption(s, 0)}", i) for i, s in enumerate(specs)], value=0,
                          description="garment", layout=W.Layout(width="520px"))
     choices = [("-", None)] + [(f"{a} = {v}", (a, v)) for a in G.ATTRIBUTES for v in G.SCHEMA[a]]
     first = W.Dropdown(options=choices, value=("pattern", "striped"), description="target 1")
     second = W.Dropdown(options=choices, value=None, description="target 2")
-    strength = W.FloatLogSlider(value=GuidedEditConfig().strength, base=10, min=0, max=5, description="lambda")
-    depth = W.IntSlider(value=GuidedEditConfig().depth, min=100, max=950, step=50, description="k")
-    steps = W.IntSlider(value=50, min=10, max=100, step=5, description="steps")
-    background = W.Checkbox(value=True, description="background loss")
+    strength = W.FloatLogSlider(value=cfg.strength, base=10, min=0, max=5, description="lambda")
+    depth = W.IntSlider(value=cfg.depth, min=100, max=950, step=50, description="k")
+    steps = W.IntSlider(value=cfg.steps, min=10, max=100, step=5, description="steps")
+    background = W.Checkbox(value=cfg.background, description="background loss")
     run = W.Button(description="Edit", button_style="primary")
     output = W.Output()
-    state: dict = {"result": None, "message": ""}
+    state: dict = {"result": None, "message": "", "figure": None}
 
     def on_click(_):
         output.clear_output(wait=True)
-        state.update(result=None, message="")
+        state.update(result=None, message="", figure=None)
         with output:
             spec = specs[garment.value]
             targets = dict(t for t in (first.value, second.value) if t is not None)
@@ -49,12 +52,12 @@ def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual
                 state["message"] = "choose at least one target"
                 print(state["message"])
                 return
-            cfg = replace(GuidedEditConfig(), strength=strength.value, depth=depth.value,
-                          steps=min(steps.value, depth.value + 1), background=background.value)
+            run_cfg = replace(cfg, strength=strength.value, depth=depth.value,
+                              steps=min(steps.value, depth.value + 1), background=background.value)
             device = next(classifier.parameters()).device
             x = G.to_tensor(G.render(spec).image).unsqueeze(0).to(device)
             try:
-                result = guided_edit(denoiser, alphas_cumprod, classifier, x, targets, cfg, perceptual,
+                result = guided_edit(denoiser, alphas_cumprod, classifier, x, targets, run_cfg, perceptual,
                                      [spec.category], torch.Generator().manual_seed(0), return_trajectory=True)
             except ValueError as err:  # e.g. a neckline on trousers
                 state["message"] = str(err)
@@ -64,11 +67,12 @@ def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual
             mask = result.masks[len(result.masks) // 2][0, 0]
             fig = image_grid([x[0].cpu(), heatmap(mask, vmax=1), result.edited[0].cpu()], ncols=3,
                              titles=["source", "M-bar (mid-way)", f"edited ({result.seconds:.1f} s)"], cell=2.0)
+            state["figure"] = fig
             display(fig)
             plt.close(fig)
 
     run.on_click(on_click)
     box = W.VBox([garment, W.HBox([first, second]), W.HBox([strength, depth]), W.HBox([steps, background]), run,
                   output])
-    box.state = state  # the last edit (or message), for scripts and tests
+    box.state = state  # the last edit, its figure (or a message), for scripts, tests and the static book
     return box

@@ -153,6 +153,15 @@ def test_chapter06_sweep_writes_its_settings_and_refuses_others(tmp_path, oracle
     assert len(table["batches"]) == 4 * len(T.SWEEP_TYPES)
     summary = B.summarise_edits(table)
     assert (summary["n"] == 1).all()
+    assert T.parse_sweep_name(T.sweep_name(30.0, (1e3, 1e2))) == (30.0, (1e3, 1e2))
+    assert T.parse_sweep_name(T.sweep_name(0.0, None)) == (0.0, None)
+    with pytest.raises(ValueError, match="not a sweep method name"):
+        T.parse_sweep_name("ours")
+    by_setting = T.sweep_summary(table)
+    assert list(by_setting.index) == [("1000 / 100", 0.0), ("1000 / 100", 100.0), ("none", 0.0), ("none", 100.0)]
+    first = summary.loc["lambda=0|mse=1000|pd=100"]
+    assert by_setting.loc[("1000 / 100", 0.0), "success"] == pytest.approx(first.success.mean())
+    assert by_setting.loc[("1000 / 100", 0.0), "success: colour"] == first.loc["colour", "success"]
     with pytest.raises(ValueError, match="other settings"):
         T.run_sweep(out, 1, models, strengths=(0.0, 10.0), backgrounds=backgrounds, cfg=cfg, progress=False)
     stored = json.loads(out.read_text())

@@ -110,6 +110,33 @@ def test_training_killed_and_resumed_equals_uninterrupted(tmp_path):
         _train(tmp_path / "empty", 1, resume=True)
 
 
+def test_large_checkpoints_are_saved_in_parts_and_read_back(tmp_path):
+    """A resume state over the part size is split (so it can be committed under GitHub's file limit),
+    read back bit for bit, replaced cleanly by the next save, and refused when a part is damaged."""
+    from fashionlab.training import atomic_save, load_state, state_exists
+
+    path = tmp_path / "checkpoint.pt"
+    state = {"model": {"w": torch.randn(3000, generator=torch.Generator().manual_seed(0))}, "step": 7}
+    atomic_save(state, path, part_bytes=5000)
+    parts = json.loads((tmp_path / "checkpoint.pt.parts.json").read_text())["parts"]
+    assert not path.exists() and len(parts) >= 3 and state_exists(path)
+    assert all((tmp_path / name).stat().st_size <= 5000 for name in parts)
+    back = load_state(path)
+    assert back["step"] == 7 and torch.equal(back["model"]["w"], state["model"]["w"])
+    state["step"] = 8
+    atomic_save(state, path, part_bytes=5000)  # the next save replaces every old part
+    assert load_state(path)["step"] == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        json.loads((tmp_path / "checkpoint.pt.parts.json").read_text())["parts"] + ["checkpoint.pt.parts.json"])
+    atomic_save({"step": 9}, path)  # small again: one file, no parts left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"] and load_state(path)["step"] == 9
+    atomic_save(state, path, part_bytes=5000)
+    first = tmp_path / json.loads((tmp_path / "checkpoint.pt.parts.json").read_text())["parts"][0]
+    first.write_bytes(first.read_bytes()[:-1] + b"x")
+    with pytest.raises(ValueError, match="do not match their sha256"):
+        load_state(path)
+
+
 def test_recipe_smoke_run(tmp_path):
     """The real garments-ddpm-64 recipe, run from the command line for two steps (the full run is hours)."""
     import subprocess

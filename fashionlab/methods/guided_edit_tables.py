@@ -109,6 +109,32 @@ def sweep_name(strength: float, weights: tuple[float, float] | None) -> str:
     return f"lambda={strength:g}|{tail}"
 
 
+def parse_sweep_name(name: str) -> tuple[float, tuple[float, float] | None]:
+    """The inverse of :func:`sweep_name`: ``(lambda, (mse weight, pd weight) or None)``."""
+    fields = dict(part.split("=") for part in name.split("|") if "=" in part)
+    if "lambda" not in fields or not ({"mse", "pd"} <= fields.keys() or name.endswith("|no background")):
+        raise ValueError(f"not a sweep method name (see sweep_name): {name!r}")
+    weights = (float(fields["mse"]), float(fields["pd"])) if "mse" in fields else None
+    return float(fields["lambda"]), weights
+
+
+def sweep_summary(table: dict) -> "pd.DataFrame":
+    """The sweep's scores averaged over its edit types (each type weighs the same), one row per
+    (background weighting, lambda) in the sweep's order, with the per-type success beside them."""
+    from .benchmark import summarise_edits
+
+    summary = summarise_edits(table).reset_index()
+    settings = [parse_sweep_name(m) for m in summary.method]
+    summary["lambda"] = [s for s, _ in settings]
+    summary["background"] = ["none" if w is None else f"{w[0]:g} / {w[1]:g}" for _, w in settings]
+    keys = ["background", "lambda"]
+    means = summary.groupby(keys, sort=False)[["success", "consistency", "l2_outside", "perceptual"]].mean()
+    per_type = summary.pivot_table(index=keys, columns="edit", values="success", sort=False)
+    order = ["none" if w is None else f"{w[0]:g} / {w[1]:g}" for w in table["backgrounds"]]
+    rows = [(b, s) for b in order for s in table["strengths"] if (b, s) in means.index]
+    return means.join(per_type.add_prefix("success: ")).loc[rows]
+
+
 def _weighted(cfg: GuidedEditConfig, strength: float, weights: tuple[float, float] | None) -> GuidedEditConfig:
     if weights is None:
         return replace(cfg, strength=strength, background=False)
