@@ -13,6 +13,24 @@ import torch
 from .data import garments as G
 
 
+def edit_figure(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual, spec: G.GarmentSpec,
+                targets: dict[str, str], cfg, seed: int = 0):
+    """What the editor runs on *Edit*: Procedure 1 on the render of ``spec`` with ``cfg`` (noise from
+    ``torch.Generator().manual_seed(seed)``). Returns the edit and a figure of the source, the
+    attention region M-bar half-way, and the result. Also the static book's pre-run example."""
+    from .methods.guided_edit import guided_edit
+    from .viz import heatmap, image_grid
+
+    device = next(classifier.parameters()).device
+    x = G.to_tensor(G.render(spec).image).unsqueeze(0).to(device)
+    result = guided_edit(denoiser, alphas_cumprod, classifier, x, targets, cfg, perceptual, [spec.category],
+                         torch.Generator().manual_seed(seed), return_trajectory=True)
+    mask = result.masks[len(result.masks) // 2][0, 0]
+    fig = image_grid([x[0].cpu(), heatmap(mask, vmax=1), result.edited[0].cpu()], ncols=3,
+                     titles=["source", "M-bar (mid-way)", "edited"], cell=2.0)
+    return result, fig
+
+
 def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual=None, seed: int = 600,
                   n_garments: int = 20, cfg=None):
     """A small editor for :func:`fashionlab.methods.guided_edit.guided_edit`: pick one of
@@ -24,8 +42,7 @@ def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    from .methods.guided_edit import GuidedEditConfig, guided_edit
-    from .viz import heatmap, image_grid
+    from .methods.guided_edit import GuidedEditConfig
 
     cfg = GuidedEditConfig() if cfg is None else cfg
     specs = [G.spec_for(seed, i, "in") for i in range(n_garments)]
@@ -40,11 +57,11 @@ def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual
     background = W.Checkbox(value=cfg.background, description="background loss")
     run = W.Button(description="Edit", button_style="primary")
     output = W.Output()
-    state: dict = {"result": None, "message": "", "figure": None}
+    state: dict = {"result": None, "message": ""}
 
     def on_click(_):
         output.clear_output(wait=True)
-        state.update(result=None, message="", figure=None)
+        state.update(result=None, message="")
         with output:
             spec = specs[garment.value]
             targets = dict(t for t in (first.value, second.value) if t is not None)
@@ -54,25 +71,18 @@ def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual
                 return
             run_cfg = replace(cfg, strength=strength.value, depth=depth.value,
                               steps=min(steps.value, depth.value + 1), background=background.value)
-            device = next(classifier.parameters()).device
-            x = G.to_tensor(G.render(spec).image).unsqueeze(0).to(device)
             try:
-                result = guided_edit(denoiser, alphas_cumprod, classifier, x, targets, run_cfg, perceptual,
-                                     [spec.category], torch.Generator().manual_seed(0), return_trajectory=True)
+                result, fig = edit_figure(denoiser, alphas_cumprod, classifier, perceptual, spec, targets, run_cfg)
             except ValueError as err:  # e.g. a neckline on trousers
                 state["message"] = str(err)
                 print(err)
                 return
             state["result"] = result
-            mask = result.masks[len(result.masks) // 2][0, 0]
-            fig = image_grid([x[0].cpu(), heatmap(mask, vmax=1), result.edited[0].cpu()], ncols=3,
-                             titles=["source", "M-bar (mid-way)", f"edited ({result.seconds:.1f} s)"], cell=2.0)
-            state["figure"] = fig
             display(fig)
             plt.close(fig)
 
     run.on_click(on_click)
     box = W.VBox([garment, W.HBox([first, second]), W.HBox([strength, depth]), W.HBox([steps, background]), run,
                   output])
-    box.state = state  # the last edit, its figure (or a message), for scripts, tests and the static book
+    box.state = state  # the last edit (or message), for scripts and tests
     return box

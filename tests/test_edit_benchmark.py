@@ -1,6 +1,7 @@
 """Edit tasks, their ground-truth scores and the resumable edit-table runner."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,6 +163,15 @@ def test_chapter06_sweep_writes_its_settings_and_refuses_others(tmp_path, oracle
     first = summary.loc["lambda=0|mse=1000|pd=100"]
     assert by_setting.loc[("1000 / 100", 0.0), "success"] == pytest.approx(first.success.mean())
     assert by_setting.loc[("1000 / 100", 0.0), "success: colour"] == first.loc["colour", "success"]
+    assert 0 <= by_setting["edit score"].min() and (by_setting["edit score"] <= by_setting["success"] + 1e-9).all()
+    mock = json.loads(json.dumps(table))
+    for entry in mock["batches"].values():  # make lambda 100 with a background loss the clear winner
+        hit = entry["method"] == "lambda=100|mse=1000|pd=100"
+        entry["success"], entry["consistency"] = [float(hit)], [1.0]
+    assert T.choose_setting(mock) == (100.0, (1e3, 1e2))
+    for entry in mock["batches"].values():  # a tie: the smaller lambda; "no background" never wins
+        entry["success"] = [0.0 if entry["method"].endswith("|no background") else 1.0]
+    assert T.choose_setting(mock) == (0.0, (1e3, 1e2))
     with pytest.raises(ValueError, match="other settings"):
         T.run_sweep(out, 1, models, strengths=(0.0, 10.0), backgrounds=backgrounds, cfg=cfg, progress=False)
     stored = json.loads(out.read_text())
@@ -169,3 +179,16 @@ def test_chapter06_sweep_writes_its_settings_and_refuses_others(tmp_path, oracle
     out.write_text(json.dumps(stored))
     resumed = T.run_sweep(out, 1, models, strengths=(0.0, 100.0), backgrounds=backgrounds, cfg=cfg, progress=False)
     assert resumed["batches"] == table["batches"] and resumed["accuracy"] == {"a classifier": 0.9}
+
+
+def test_chapter06_settings_are_the_committed_sweeps_choice():
+    """TABLE_EDIT's lambda and background weights are what choose_setting picks from the sweep the
+    repository ships (seed 603 only), and the sweep is complete."""
+    from fashionlab.methods import guided_edit_tables as T
+
+    table = json.loads((Path(__file__).parents[1] / "notebooks" / "results" / "06_sweep.json").read_text())
+    n_batches = len(table["strengths"]) * len(table["backgrounds"]) * len(table["edit_types"])
+    assert len(table["batches"]) == n_batches and table["seed"] == T.SWEEP_SEED
+    strength, (mse, pd_weight) = T.choose_setting(table)
+    assert (T.TABLE_EDIT.strength, T.TABLE_EDIT.mse_weight, T.TABLE_EDIT.perceptual_weight) == (strength, mse, pd_weight)
+    assert T.TABLE_EDIT.background and table["config"]["depth"] == T.TABLE_EDIT.depth
