@@ -38,10 +38,10 @@ import torch
 
 from fashionlab import config
 from fashionlab.data import garments as G
-from fashionlab.diffusion import core
 from fashionlab.methods import benchmark as B
 from fashionlab.methods import guided_edit as GE
 from fashionlab.methods import guided_edit_tables as T
+from fashionlab.metrics import predicted_attributes
 from fashionlab.viz import heatmap, image_grid
 
 torch.set_grad_enabled(False)
@@ -79,7 +79,9 @@ RESULTS = {part: json.loads(Path(f"results/06_{part}.json").read_text())
 source_spec = G.spec_for(600, 3, "in")
 print("source:", G.caption(source_spec, 0))
 x = G.to_tensor(G.render(source_spec).image).unsqueeze(0).to(device)
-cfg = T.TABLE_EDIT  # the paper's settings where they transfer; lambda tuned on garments (section 5)
+cfg = T.TABLE_EDIT  # the paper's k and views; lambda and the background weights tuned on garments (section 5)
+print(f"lambda {cfg.strength:g}, k {cfg.depth}, {cfg.steps} steps, {cfg.views} views, background weights "
+      f"{cfg.mse_weight:g} (MSE) / {cfg.perceptual_weight:g} (perceptual)")
 start = time.perf_counter()
 out = GE.guided_edit(denoiser, alphas_cumprod, attrnet, x, {"pattern": "striped"}, cfg, M.guide_perceptual,
                      [source_spec.category], torch.Generator().manual_seed(0), return_trajectory=True)
@@ -117,15 +119,24 @@ plt.show()
 # %% [markdown]
 # ## 3. Single-attribute edits: texture and shape
 #
-# The same six garments and targets with Procedure 1:
+# The same six garments and targets with Procedure 1, and with Procedure 1 *without* the
+# background loss (the ablation of Fig. 8). The second row is the ideal edit: the same garment
+# re-rendered with the target value.
 
 # %%
 ours = methods["ours"](fig1_tasks, torch.Generator().manual_seed(0))
-ours_scores = B.score_edits(fig1_tasks, ours, M.oracle, M.judge_perceptual)
+ablated = methods["ours, no background loss"](fig1_tasks, torch.Generator().manual_seed(0))
 ideal = torch.stack([G.to_tensor(G.render(t.target).image) for t in fig1_tasks.tasks])
-image_grid([*fig1_tasks.images, *ideal, *ours.cpu()], ncols=len(titles),
-           titles=titles + [""] * len(titles) + [f"oracle: {'ok' if s else 'failed'}" for s in ours_scores["success"]],
-           row_labels=["source", "ideal edit", "ours"], cell=1.2)
+
+
+def verdicts(edited: torch.Tensor) -> list[str]:
+    scores = B.score_edits(fig1_tasks, edited, M.oracle, M.judge_perceptual)
+    return [f"{'ok' if s else 'failed'}, MSE out {l:.3f}" for s, l in zip(scores["success"], scores["l2_outside"])]
+
+
+image_grid([*fig1_tasks.images, *ideal, *ours.cpu(), *ablated.cpu()], ncols=len(titles),
+           titles=titles + [""] * len(titles) + verdicts(ours) + verdicts(ablated),
+           row_labels=["source", "ideal edit", "ours", "no bckg loss"], cell=1.3)
 plt.show()
 
 # %% [markdown]
@@ -145,31 +156,56 @@ image_grid([*xs.cpu(), *multi_out[0], *multi_out[1]], ncols=2,
 plt.show()
 
 # %% [markdown]
-# ## 5. Ablations (Fig. 8): the background loss and λ
+# ## 5. Ablations (Fig. 8): the background loss and λ, and how we chose them
 #
 # Precomputed by `python -m fashionlab.methods.guided_edit_tables sweep`: 8 garments per edit
 # type (pattern, colour, sleeve) of Garments seed 603, for every λ and every weighting of the
 # background loss (Blended Diffusion's 1e4 / 1e3 for MSE / perceptual, two lighter ones, and
-# none). These garments are the only ones the settings were chosen on.
+# none). These garments are the only ones any setting was chosen on.
+#
+# Success alone would pick the weakest background loss: with little to hold it, k = 750 lets the
+# DDPM redraw the whole garment, and a redrawn garment often has the target value *and* a new
+# neckline, fabric and colour. So the rule (`T.choose_setting`) maximises the **edit score**, the
+# mean over edits of success × consistency (the edit happened *and* the other attributes
+# stayed), over the settings with a background loss.
 
 # %%
-sweep = B.summarise_edits(RESULTS["sweep"]).reset_index()
-sweep["lambda"] = sweep.method.str.extract(r"lambda=([^|]+)")[0].astype(float)
-sweep["background"] = sweep.method.str.split("|", n=1).str[1]
-by_lambda = sweep.groupby(["background", "lambda"])[["success", "consistency", "l2_outside", "perceptual"]].mean()
-fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
-for background in dict.fromkeys(sweep.background):
-    part = by_lambda.loc[background]
+sweep = T.sweep_summary(RESULTS["sweep"])
+chosen_strength, chosen_weights = T.choose_setting(RESULTS["sweep"])
+chosen_key = (f"{chosen_weights[0]:g} / {chosen_weights[1]:g}", chosen_strength)
+print(f"chosen: lambda {chosen_strength:g}, background weights {chosen_key[0]} (MSE / perceptual)")
+assert (cfg.strength, cfg.mse_weight, cfg.perceptual_weight) == (chosen_strength, *chosen_weights), \
+    "TABLE_EDIT must be the sweep's choice"
+fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
+for background in dict.fromkeys(sweep.index.get_level_values("background")):
+    part = sweep.loc[background]
     x = part.index.to_numpy().copy()
     x[x == 0] = 10  # show lambda = 0 at the left edge of the log axis
-    axes[0].plot(x, part.success, marker="o", label=background)
-    axes[1].plot(x, part.l2_outside, marker="o", label=background)
-axes[0].set(xscale="log", xlabel=r"$\lambda$ (0 drawn at 10)", ylabel="success (oracle)")
-axes[1].set(xscale="log", yscale="log", xlabel=r"$\lambda$", ylabel="MSE outside the GT region")
-axes[0].legend(fontsize=7)
+    for ax, column in zip(axes, ("success", "consistency", "l2_outside")):
+        ax.plot(x, part[column], marker="o", label=background)
+for ax, label in zip(axes, ("success (oracle)", "consistency (oracle)", "MSE outside the GT region")):
+    ax.set(xscale="log", xlabel=r"$\lambda$ (0 drawn at 10)", ylabel=label)
+    ax.axvline(chosen_strength, color="grey", lw=0.6, ls=":")
+axes[2].set_yscale("log")
+axes[0].legend(title="MSE / pd weight", fontsize=7, title_fontsize=7)
 plt.tight_layout()
 plt.show()
-by_lambda.round(3)
+sweep.round(3)
+
+# %% [markdown]
+# What the sweep says:
+# - **Blended Diffusion's weights (1e4 / 1e3) hold colour still.** At garment scale the
+#   background term is so strong that even λ = 1000 rarely changes a colour: a colour edit must
+#   change most of the garment, and with the attention map scaled to a maximum of 1, most of the
+#   garment still counts as background.
+# - **Without any background loss** the edit succeeds often but destroys the garment: low
+#   consistency and a large MSE outside the region. That is the paper's Fig. 8 ablation.
+# - **λ trades success against consistency** for every weighting: the larger it is, the more
+#   often the attribute changes and the more the rest changes with it. At λ = 1000 the grids
+#   show adversarial blotches rather than new patterns.
+#
+# The paper's λ = 100 is in units of its own losses (a CLIP-ViT-L classifier on 256-px photos);
+# ours is what the rule above picked for the book's 2.9M-parameter classifier on 64-px garments.
 
 # %% [markdown]
 # ## 6. Better classifiers guide better (Fig. 7)
@@ -197,7 +233,8 @@ by_classifier.round(3)
 #
 # `python -m fashionlab.methods.guided_edit_tables main`: 17 held-out garments per edit type
 # (102 in all, Garments seed 610), three methods, 95 % bootstrap intervals. Then the same on
-# seed 620 (`confirm`), never used for any choice.
+# seed 620 (`confirm`). Neither set was used for any choice; the settings came from seed 603
+# (section 5).
 
 # %%
 def with_ci(frame: pd.DataFrame) -> pd.DataFrame:
@@ -209,26 +246,26 @@ def with_ci(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def pooled(table: dict) -> pd.DataFrame:
+    """One row per method over all its edits."""
+    return B.summarise_edits(table, pooled=True).droplevel("edit")
+
+
 main = B.summarise_edits(RESULTS["main"])
 with_ci(main)
 
 # %% [markdown]
-# Over all edit types (each method's 102 edits pooled):
+# Over all edit types (each method's 102 edits pooled), on the main set and on the confirmation set:
 
 # %%
-def pooled(table: dict) -> pd.DataFrame:
-    return with_ci(B.summarise_edits(table, pooled=True).droplevel("edit"))
-
-
-pooled(RESULTS["main"])
+with_ci(pooled(RESULTS["main"]))
 
 # %%
 confirm = B.summarise_edits(RESULTS["confirm"])
-print("confirmation set (seed 620), pooled:")
-pooled(RESULTS["confirm"])
+with_ci(pooled(RESULTS["confirm"]))
 
 # %% [markdown]
-# Does the confirmation set agree? For each method and edit type, is the tuning set's mean
+# Does the confirmation set agree? For each method and edit type, is the main table's mean
 # success inside the confirmation set's interval?
 
 # %%
@@ -237,45 +274,122 @@ print(f"main success inside the confirmation CI: {int(agree.sum())} of {len(agre
 agree.unstack("edit")
 
 # %% [markdown]
+# Not everywhere. With 17 garments per cell, an interval is about ±0.2 wide, and a few cells
+# disagree by more than that: our colour and category successes fall from 0.77 to 0.53 and from
+# 0.77 to 0.35, our pattern success rises from 0.65 to 0.82. Our pooled success on the main set
+# (0.676) lies just above the confirmation set's interval. The honest summary is that 17 garments
+# per edit type are too few to rank methods per edit type. Both sets are held out and were made
+# the same way, so the best estimate pools them: 34 garments per cell, 204 edits per method.
+
+# %%
+both = {"batches": {f"{part}|{key}": entry for part in ("main", "confirm")
+                    for key, entry in RESULTS[part]["batches"].items()}}
+both_by_type = B.summarise_edits(both)
+ROWS = ("ours", "ours, no background loss", "Blended Diffusion")
+fig, axes = plt.subplots(1, 2, figsize=(10, 2.9))
+for ax, score in zip(axes, ("success", "consistency")):
+    for k, method in enumerate(ROWS):
+        part = both_by_type.loc[method].reindex(B.EDIT_TYPES)
+        x = np.arange(len(B.EDIT_TYPES)) + (k - 1) * 0.27
+        ax.bar(x, part[score], width=0.27, label=method,
+               yerr=[part[score] - part[f"{score}_lo"], part[f"{score}_hi"] - part[score]], capsize=2)
+    ax.set_xticks(range(len(B.EDIT_TYPES)), B.EDIT_TYPES)
+    ax.set(ylabel=f"{score} (oracle)", ylim=(0, 1.05), title="both held-out sets, 34 garments per bar")
+axes[0].axhline(0.8, color="grey", lw=0.6, ls=":")
+axes[0].legend(fontsize=7, loc="upper right")
+plt.tight_layout()
+plt.show()
+with_ci(pooled(both))
+
+# %% [markdown]
+# Reading the two sets together:
+# - **Pooled over all edits the two methods are level.** Procedure 1 succeeds on 0.61 of the
+#   edits and Blended Diffusion on 0.57, with overlapping intervals. Which one wins depends on
+#   what is edited.
+# - **Shape edits favour Procedure 1.** Sleeve 0.79 against 0.50, neckline 0.47 against 0.21. On
+#   both the baseline's consistency is near 1, that is, it barely changes anything. A 64-px CLIP
+#   that sees only the masked pixels does not see a sleeve's length; our classifier was trained on
+#   exactly that label. This is the paper's Fig. 1 argument, and here it is measured.
+# - **Texture edits favour the baseline or tie.** Pattern 0.74 against 0.88, fabric 0.44 against
+#   0.62, colour 0.65 against 0.53. CLIP inside a *perfect* mask is a strong baseline for repainting
+#   a surface. Neither method reaches the 0.8 the book aimed for on colour. Procedure 1 misses it on
+#   pattern as well.
+# - **Preservation.** Blended Diffusion's MSE outside the region is 0 by construction: it pastes
+#   the source back outside its mask, and the mask is the ground truth. Procedure 1 has no mask,
+#   and its attention region leaks. The MSE outside is about 0.007 for texture edits and 0.07 for
+#   sleeve and neckline, whose attention maps are the least focused (chapter 05). Without the
+#   background loss the leak is 0.21 and consistency falls from 0.62 to 0.25: the loss is what
+#   keeps the garment (Fig. 8).
+# - **Time.** About 4.5 s per edit in batches of 16 on two CPU cores. One edit alone takes the time
+#   printed in section 1.
+#
+# So Procedure 1 does not beat the baseline on success at equal preservation. The comparison is
+# also not between equals: the baseline was handed the region a user would have to draw, and
+# Procedure 1 finds its own.
+
+# %% [markdown]
 # ## 8. Try it
 #
-# The editor below runs Procedure 1 on the garment, targets, λ and k you pick (about 10 s per edit
-# here). The static book shows a pre-run example under it.
+# The editor below runs Procedure 1 on the garment, targets, λ and k you pick (about 7 s per edit
+# on two CPU cores), starting from the chapter's settings. The static book cannot run it, so a
+# pre-run example follows it.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from fashionlab.widgets import guided_editor  # noqa: E402
+from fashionlab.widgets import edit_figure, guided_editor  # noqa: E402
 
-guided_editor(denoiser, alphas_cumprod, attrnet, M.guide_perceptual)
+editor = guided_editor(denoiser, alphas_cumprod, attrnet, M.guide_perceptual, cfg=T.TABLE_EDIT)
+editor
+
+# %% [markdown]
+# The pre-run example: garment 1 (an orange plain skirt), made checked and green at once, with the
+# editor's defaults.
+
+# %%
+# What the editor runs on "Edit" (`edit_figure`), here without the widget:
+example, _ = edit_figure(denoiser, alphas_cumprod, attrnet, M.guide_perceptual, G.spec_for(600, 1, "in"),
+                         {"pattern": "checked", "colour": "green"}, T.TABLE_EDIT)
+plt.show()
+read = predicted_attributes(M.oracle(example.edited), G.ATTRIBUTES)[0]
+print("the oracle reads the edit as:", {a: G.SCHEMA[a][int(read[G.ATTRIBUTES.index(a)])] for a in ("pattern", "colour")})
 
 # %% [markdown]
 # ## Claims vs what we measured
 
 # %%
-pool_main = B.summarise_edits(RESULTS["main"], pooled=True).droplevel("edit")
-ours_row, ablation_row, blended_row = (pool_main.loc[m] for m in ("ours", "ours, no background loss",
-                                                                   "Blended Diffusion"))
-with_bg = by_lambda.drop(index="no background", level="background")
-best_setting = with_bg.success.idxmax()
+pool = pooled(both)  # both held-out sets, 204 edits per method
+ours_row, ablation_row, blended_row = (pool.loc[m] for m in ROWS)
+shape = both_by_type.loc[(slice(None), ["sleeve", "neckline"]), :].groupby(level="method").success.mean()
+texture = both_by_type.loc[(slice(None), ["pattern", "colour", "fabric"]), :].groupby(level="method").success.mean()
 low_classifier, high_classifier = by_classifier.index[0], by_classifier.index[-1]
 claims = pd.DataFrame([
     ("000 Fig. 1, 5", "mask-free guided editing beats CLIP-guided Blended Diffusion",
-     f"success {ours_row.success:.3f} vs {blended_row.success:.3f}; MSE outside "
-     f"{ours_row.l2_outside:.4f} vs {blended_row.l2_outside:.4f}"),
+     f"pooled success {ours_row.success:.3f} [{ours_row.success_lo:.2f}, {ours_row.success_hi:.2f}] vs "
+     f"{blended_row.success:.3f} [{blended_row.success_lo:.2f}, {blended_row.success_hi:.2f}]: level. Shape edits "
+     f"{shape['ours']:.2f} vs {shape['Blended Diffusion']:.2f}, texture edits {texture['ours']:.2f} vs "
+     f"{texture['Blended Diffusion']:.2f}; MSE outside {ours_row.l2_outside:.4f} vs 0 (GT mask pasted back)"),
     ("000 Fig. 8", "the background loss preserves what should not change",
-     f"MSE outside {ours_row.l2_outside:.4f} with vs {ablation_row.l2_outside:.4f} without; "
-     f"success {ours_row.success:.3f} vs {ablation_row.success:.3f}"),
-    ("000 Fig. 8", "a larger lambda edits more strongly",
-     f"success at lambda 0 / {best_setting[1]:g} ({best_setting[0]}): "
-     f"{by_lambda.loc[(best_setting[0], 0.0), 'success']:.3f} / {with_bg.loc[best_setting, 'success']:.3f}"),
+     f"MSE outside {ours_row.l2_outside:.4f} with vs {ablation_row.l2_outside:.4f} without; consistency "
+     f"{ours_row.consistency:.3f} vs {ablation_row.consistency:.3f}; success {ours_row.success:.3f} vs "
+     f"{ablation_row.success:.3f}"),
+    ("000 Fig. 8", "a larger lambda edits more strongly (and changes more besides)",
+     f"{chosen_key[0]}: success at lambda " + " / ".join(f"{s:g}" for s in sweep.loc[chosen_key[0]].index) + ": "
+     + " / ".join(f"{v:.2f}" for v in sweep.loc[chosen_key[0], "success"]) + "; consistency "
+     + " / ".join(f"{v:.2f}" for v in sweep.loc[chosen_key[0], "consistency"])),
+    ("000 Fig. 8", "lambda = 100 with Blended Diffusion's background weights",
+     f"sweep (seed 603): success {sweep.loc[('10000 / 1000', 100.0), 'success']:.3f}; the book uses lambda "
+     f"{chosen_strength:g}, weights {chosen_key[0]} ({sweep.loc[chosen_key, 'success']:.3f})"),
     ("000 Fig. 7", "a better classifier guides better",
      f"{low_classifier} ({by_classifier.iloc[0, 0]:.3f}): success {by_classifier.success.iloc[0]:.3f}; "
      f"{high_classifier} ({by_classifier.iloc[-1, 0]:.3f}): {by_classifier.success.iloc[-1]:.3f}"),
-    ("issue goal", "success >= 0.8 for colour and pattern",
-     f"colour {main.loc[('ours', 'colour'), 'success']:.3f}, pattern {main.loc[('ours', 'pattern'), 'success']:.3f}"),
-    ("issue goal", "the confirmation set agrees within its CIs", f"{int(agree.sum())} of {len(agree)} rows"),
+    ("issue goal", "success >= 0.8 for colour and pattern (not met)",
+     f"both sets: colour {both_by_type.loc[('ours', 'colour'), 'success']:.3f}, pattern "
+     f"{both_by_type.loc[('ours', 'pattern'), 'success']:.3f}"),
+    ("issue goal", "the confirmation set agrees within its CIs",
+     f"{int(agree.sum())} of {len(agree)} (method, edit) rows; pooled ours {pooled(RESULTS['main']).loc['ours', 'success']:.3f} "
+     f"(main) vs {pooled(RESULTS['confirm']).loc['ours', 'success']:.3f} (confirm)"),
     ("issue goal", "<= 10 s per edit (64 px, 50 steps, 2-core CPU)",
-     f"{ours_row.seconds_per_edit:.1f} s per edit in batches of 16"),
+     f"{ours_row.seconds_per_edit:.1f} s per edit in batches of up to 16; one edit alone: section 1"),
 ], columns=["source", "claim", "measured here"])
 claims
 
