@@ -80,6 +80,7 @@ def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual
             state["result"] = result
             display(fig)
             plt.close(fig)
+            print(f"{result.seconds:.1f} s")
 
     run.on_click(on_click)
     box = W.VBox([garment, W.HBox([first, second]), W.HBox([strength, depth]), W.HBox([steps, background]), run,

@@ -97,6 +97,16 @@ plt.show()
 print(f"one edit, {cfg.steps} steps from k={cfg.depth}: {one_edit_seconds:.1f} s")
 
 # %% [markdown]
+# The stripes appear between t ≈ 500 and t ≈ 300, as soon as $P_t$ shows a garment at all. Look at
+# $\bar M$, though: once the garment is drawn, the pattern query attends mostly to the *background*
+# around it, and the garment itself is dark. The background loss weighs each pixel by $1-\bar M$,
+# so it guards the garment more than the background, which is the reverse of what the paper's
+# Fig. 6 shows. Our small ViT parks attention on empty patches, as larger ViTs are known to do
+# with background tokens. Chapter 05 measured the same thing: for the shipped classifier, less
+# attention mass than uniform falls inside the neckline region. This is one reason the edits
+# below leave a tint on the background.
+
+# %% [markdown]
 # ## 2. The baseline: Blended Diffusion, and where it fails (Fig. 1)
 #
 # Blended Diffusion needs a mask and a prompt. We give it the best possible mask, the
