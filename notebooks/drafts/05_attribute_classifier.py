@@ -236,6 +236,18 @@ uni_mean, _, _ = AT.summarise_runs(TABLES["runs"], variants, "uniform_in_region"
 ratio = (att_mean / uni_mean).drop(columns="average")
 ratio.loc[table2_rows].round(2)
 
+# %%
+local = ["sleeve", "neckline", "collar"]  # the attributes that live in a small region
+fig, ax = plt.subplots(figsize=(7, 2.8))
+for k, attribute in enumerate(local):
+    ax.bar(np.arange(len(table2_rows)) + (k - 1) * 0.27, ratio.loc[table2_rows, attribute], width=0.27, label=attribute)
+ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+ax.set_xticks(range(len(table2_rows)), [r.replace(" [s]", "") for r in table2_rows], rotation=30, ha="right")
+ax.set(ylabel="attention mass in region / uniform", yscale="log", title="above the dashed line: the query looks there")
+ax.legend(fontsize=7)
+plt.tight_layout()
+plt.show()
+
 # %% [markdown]
 # ## Claims vs what we measured
 
