@@ -172,7 +172,9 @@ def run_edit_table(out: str | Path, methods: dict[str, EditMethod], tasks: Seque
 def summarise_edits(table: dict, level: float = 0.95, pooled: bool = False) -> "pd.DataFrame":
     """One row per (method, edit type): the mean of every score with its bootstrap interval
     ("mean [lo, hi]" as numbers in columns ``<score>``, ``<score>_lo``, ``<score>_hi``), the number
-    of edits, and seconds per edit. ``pooled``: one row per method over all its edits (edit ``"all"``)."""
+    of edits, and seconds per edit. ``edit_score`` is the mean over edits of success x consistency:
+    the edit happened *and* the other attributes stayed. ``pooled``: one row per method over all its
+    edits (edit ``"all"``)."""
     import pandas as pd
 
     groups: dict[tuple[str, str], dict[str, list]] = {}
@@ -185,7 +187,8 @@ def summarise_edits(table: dict, level: float = 0.95, pooled: bool = False) -> "
     rows = {}
     for key, group in groups.items():
         row: dict[str, float] = {"n": len(group["success"]), "seconds_per_edit": float(np.mean(group["seconds"]))}
-        for s in SCORES:
+        group["edit_score"] = np.multiply(group["success"], group["consistency"]).tolist()
+        for s in (*SCORES, "edit_score"):
             mean, lo, hi = mean_ci(torch.tensor(group[s]), level=level, generator=torch.Generator().manual_seed(0))
             row.update({s: mean, f"{s}_lo": lo, f"{s}_hi": hi})
         rows[key] = row

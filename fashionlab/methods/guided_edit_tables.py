@@ -122,29 +122,27 @@ def parse_sweep_name(name: str) -> tuple[float, tuple[float, float] | None]:
     return float(fields["lambda"]), weights
 
 
+def _background_label(weights: tuple[float, float] | None) -> str:
+    """``"1000 / 100"`` (MSE / pd weight), or ``"none"``: the sweep tables' row label."""
+    return "none" if weights is None else f"{weights[0]:g} / {weights[1]:g}"
+
+
 def sweep_summary(table: dict) -> "pd.DataFrame":
     """The sweep's scores averaged over its edit types (each type weighs the same), one row per
     (background weighting, lambda) in the sweep's order, with the per-type success beside them.
-    ``edit score`` is the mean over edits of success x consistency: the edit happened *and* the
-    other attributes stayed (the quantity :func:`choose_setting` maximises)."""
-    import numpy as np
-
+    ``edit score`` is :func:`~fashionlab.methods.benchmark.summarise_edits`' ``edit_score``
+    (success x consistency per edit), the quantity :func:`choose_setting` maximises."""
     from .benchmark import summarise_edits
 
-    summary = summarise_edits(table).reset_index()
-    joint: dict[tuple[str, str], list[float]] = {}
-    for entry in table["batches"].values():
-        joint.setdefault((entry["method"], entry["attribute"]), []).extend(
-            np.multiply(entry["success"], entry["consistency"]).tolist())
-    summary["edit score"] = [float(np.mean(joint[(m, e)])) for m, e in zip(summary.method, summary.edit)]
+    summary = summarise_edits(table).reset_index().rename(columns={"edit_score": "edit score"})
     settings = [parse_sweep_name(m) for m in summary.method]
     summary["lambda"] = [s for s, _ in settings]
-    summary["background"] = ["none" if w is None else f"{w[0]:g} / {w[1]:g}" for _, w in settings]
+    summary["background"] = [_background_label(w) for _, w in settings]
     keys = ["background", "lambda"]
     means = summary.groupby(keys, sort=False)[["edit score", "success", "consistency", "l2_outside",
                                                "perceptual"]].mean()
     per_type = summary.pivot_table(index=keys, columns="edit", values="success", sort=False)
-    order = ["none" if w is None else f"{w[0]:g} / {w[1]:g}" for w in table["backgrounds"]]
+    order = [_background_label(w) for w in table["backgrounds"]]
     rows = [(b, s) for b in order for s in table["strengths"] if (b, s) in means.index]
     return means.join(per_type.add_prefix("success: ")).loc[rows]
 
@@ -155,8 +153,8 @@ def choose_setting(table: dict) -> tuple[float, tuple[float, float]]:
     :func:`sweep_summary`); on a tie, the smaller lambda. Returns ``(lambda, (mse, pd weights))``."""
     summary = sweep_summary(table).drop(index="none", level="background", errors="ignore")
     background, strength = max(summary.index, key=lambda key: (round(summary.loc[key, "edit score"], 6), -key[1]))
-    mse, pd_weight = (float(w) for w in background.split(" / "))
-    return float(strength), (mse, pd_weight)
+    weights = {_background_label(tuple(w)): tuple(w) for w in table["backgrounds"] if w is not None}
+    return float(strength), weights[background]
 
 
 def _weighted(cfg: GuidedEditConfig, strength: float, weights: tuple[float, float] | None) -> GuidedEditConfig:
