@@ -140,7 +140,7 @@ plt.show()
 
 # %%
 def one_by_one(method) -> torch.Tensor:
-    """Procedure 1 edits a batch towards the same attribute(s); these six tasks edit six, so one at a time."""
+    """Each task on its own, from seed 0: the edit the editor below would make for it."""
     return torch.cat([method(B.render_tasks([task]), torch.Generator().manual_seed(0)) for task in fig1_tasks.tasks])
 
 

@@ -79,8 +79,9 @@ def test_bad_arguments_fail_early(denoiser, alphas_cumprod, classifier):
     assert shared["sleeve"].tolist() == [SCHEMA["sleeve"].index("long")] * 2
     per_image = GE.check_targets([{"colour": "red"}, {"colour": "blue"}])
     assert per_image["colour"].tolist() == [SCHEMA["colour"].index("red"), SCHEMA["colour"].index("blue")]
-    with pytest.raises(ValueError, match="same attributes"):
-        GE.check_targets([{"colour": "red"}, {"pattern": "striped"}])
+    mixed = GE.check_targets([{"colour": "red"}, {"pattern": "striped", "colour": "blue"}])
+    assert mixed["colour"].tolist() == [SCHEMA["colour"].index("red"), SCHEMA["colour"].index("blue")]
+    assert mixed["pattern"].tolist() == [-1, SCHEMA["pattern"].index("striped")]
     with pytest.raises(ValueError, match="one per image \\(3\\)"):
         GE.check_targets([{"colour": "red"}, {"colour": "blue"}], n_images=3)
 
@@ -97,6 +98,26 @@ def test_huge_strength_stays_finite(strength, denoiser, alphas_cumprod, classifi
     assert all(m.shape == (2, 1, 16, 16) and m.min() >= 0 and m.max() <= 1 for m in out.masks)
 
 
+def test_mixed_targets_edit_each_image_towards_its_own(denoiser, alphas_cumprod, classifier):
+    """In a batch whose images name different attributes, each image's guidance (its attribute
+    loss and its M-bar) is the one it would get beside an image with the same target."""
+    x = images()
+    cfg = GE.GuidedEditConfig(depth=300, steps=4, strength=1e3, views=2, perceptual_weight=0)
+
+    def edit(targets):
+        return GE.guided_edit(denoiser, alphas_cumprod, classifier, x, targets, cfg,
+                              generator=torch.Generator().manual_seed(3), return_trajectory=True)
+
+    mixed = edit([{"colour": "red"}, {"sleeve": "long"}])
+    colour = edit({"colour": "red"})
+    sleeve = edit({"sleeve": "long"})
+    torch.testing.assert_close(mixed.edited[0], colour.edited[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed.edited[1], sleeve.edited[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed.masks[0][0], colour.masks[0][0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(mixed.masks[0][1], sleeve.masks[0][1], atol=1e-6, rtol=0)
+    assert (mixed.edited[0] - sleeve.edited[0]).abs().max() > 1e-3  # the target does matter
+
+
 def test_attention_region_scales_to_one():
     maps = {"sleeve": torch.randn(3, 16).softmax(1).view(3, 4, 4),
             "colour": torch.full((3, 4, 4), 1 / 16)}
@@ -105,6 +126,14 @@ def test_attention_region_scales_to_one():
     assert torch.allclose(region.amax(dim=(1, 2, 3)), torch.ones(3), atol=1e-5) and region.min() >= 0
     flat = GE.attention_region({"colour": maps["colour"]}, ["colour"], (8, 8))
     assert torch.allclose(flat, torch.ones_like(flat))
+    chosen = torch.tensor([[True, False], [False, True], [True, True]])
+    per_image = GE.attention_region(maps, ["sleeve", "colour"], (16, 16), chosen)
+    torch.testing.assert_close(per_image[0], GE.attention_region(maps, ["sleeve"], (16, 16))[0])
+    torch.testing.assert_close(per_image[1], torch.ones(1, 16, 16))
+    torch.testing.assert_close(per_image[2], region[2])
+    with pytest.raises(ValueError, match="at least one attribute per image"):
+        GE.attention_region(maps, ["sleeve", "colour"], (16, 16), torch.tensor([[True, False], [False, False],
+                                                                                [True, True]]))
 
 
 def test_background_loss_weights_only_the_kept_pixels():

@@ -51,21 +51,20 @@ from ..losses import background_loss, extending_augmentations, spherical_distanc
 # Targets
 # ----------------------------------------------------------------------------------------
 Targets = dict[str, str] | Sequence[dict[str, str]]
-"""One ``{attribute: value}`` dict for every image, or one dict per image (all with the same attributes)."""
+"""One ``{attribute: value}`` dict for every image, or one dict per image (each naming its own attributes)."""
 
 
 def check_targets(targets: Targets, attributes: Sequence[str] = ATTRIBUTES, categories: Sequence[str] | None = None,
                   n_images: int | None = None) -> dict[str, torch.Tensor]:
     """Validate edit targets and return ``{attribute: (B,) class indices}`` (B = ``n_images``, or
-    1 for a shared dict without ``n_images``).
+    1 for a shared dict without ``n_images``), with -1 where an image has no target for that
+    attribute (per-image dicts may name different attributes: one image's colour, another's sleeve).
 
     ``attributes`` are the ones the classifier has heads for; ``categories`` (one per image, if
     given) let us refuse an inapplicable target, such as a neckline on trousers."""
     per_image = [targets] if isinstance(targets, dict) else list(targets)
     if not per_image or not all(isinstance(t, dict) and t for t in per_image):
         raise ValueError(f"targets must be a non-empty dict {{attribute: value}} or one per image, got {targets!r}")
-    if len({tuple(sorted(t)) for t in per_image}) != 1:
-        raise ValueError("per-image targets must all name the same attributes")
     n = n_images if n_images is not None else len(per_image)
     if isinstance(targets, dict):
         per_image = per_image * n
@@ -82,7 +81,7 @@ def check_targets(targets: Targets, attributes: Sequence[str] = ATTRIBUTES, cate
                 raise ValueError(f"target value for {attribute!r} must be one of {SCHEMA[attribute]}, got {value!r}")
             if categories is not None and not applicable(attribute, categories[k]):
                 raise ValueError(f"target {attribute}={value!r} does not apply to image {k}, a {categories[k]}")
-            indices.setdefault(attribute, []).append(SCHEMA[attribute].index(value))
+            indices.setdefault(attribute, [-1] * n)[k] = SCHEMA[attribute].index(value)
     return {a: torch.tensor(v) for a, v in indices.items()}
 
 
@@ -136,10 +135,22 @@ def _start(images: torch.Tensor, depth: int, steps: int, alphas_cumprod: torch.T
     return grid, noise_to(images, alpha_bar_at(alphas_cumprod, grid[-1]), eps)
 
 
-def attention_region(maps: dict[str, torch.Tensor], attributes: Sequence[str], size: tuple[int, int]) -> torch.Tensor:
+def attention_region(maps: dict[str, torch.Tensor], attributes: Sequence[str], size: tuple[int, int],
+                     chosen: torch.Tensor | None = None) -> torch.Tensor:
     """M-bar: the attention maps (B, g, g) of ``attributes`` averaged, upsampled (bilinear) to
-    ``size`` and scaled so each image's maximum is 1; returns (B, 1, H, W) in [0, 1]."""
-    mean = torch.stack([maps[a] for a in attributes]).mean(dim=0).unsqueeze(1)  # (B, 1, g, g)
+    ``size`` and scaled so each image's maximum is 1; returns (B, 1, H, W) in [0, 1].
+
+    ``chosen`` (B, len(attributes)) bool, if given, says which attributes each image averages
+    (its own targets, in a batch with mixed targets); every image must choose at least one."""
+    stacked = torch.stack([maps[a] for a in attributes])  # (A, B, g, g)
+    if chosen is None:
+        mean = stacked.mean(dim=0).unsqueeze(1)  # (B, 1, g, g)
+    else:
+        if chosen.shape != (stacked.shape[1], len(attributes)) or not chosen.any(dim=1).all():
+            raise ValueError(f"chosen must be ({stacked.shape[1]}, {len(attributes)}) bool with at least one "
+                             f"attribute per image, got shape {tuple(chosen.shape)}")
+        weights = chosen.T.to(stacked)[..., None, None]  # (A, B, 1, 1)
+        mean = ((stacked * weights).sum(dim=0) / weights.sum(dim=0)).unsqueeze(1)
     up = F.interpolate(mean, size=size, mode="bilinear", align_corners=False)
     return (up / up.amax(dim=(2, 3), keepdim=True).clamp(min=1e-12)).clamp(0, 1)
 
@@ -197,17 +208,20 @@ def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: to
     source = images.detach()
     b = len(images)
     labels = {a: i.repeat(cfg.views).to(images.device) for a, i in indices.items()}  # view-major, like the views
+    chosen = torch.stack([i >= 0 for i in indices.values()], dim=1)  # (B, A): which targets each image has
+    chosen = None if chosen.all() else chosen.to(images.device)
     masks: list[torch.Tensor] = []
     augment_gen = torch.Generator().manual_seed(cfg.augment_seed)
 
     def loss_fn(p_t: torch.Tensor) -> torch.Tensor:
         views = extending_augmentations(p_t, cfg.views, generator=augment_gen)  # view-major; views[:b] is P_t
         logits, maps = classifier(classifier.preprocess(views))
-        attr = sum(F.cross_entropy(logits[a].float(), labels[a], reduction="none") for a in indices)
+        attr = sum(F.cross_entropy(logits[a].float(), labels[a], reduction="none", ignore_index=-1) for a in indices)
         loss = cfg.strength * attr.view(cfg.views, b).mean(dim=0)
         if not (cfg.background or return_trajectory):
             return loss  # M-bar is needed only by the background loss and the trajectory
-        region = attention_region({a: maps[a][:b].detach() for a in indices}, list(indices), tuple(p_t.shape[-2:]))
+        region = attention_region({a: maps[a][:b].detach() for a in indices}, list(indices), tuple(p_t.shape[-2:]),
+                                  chosen)
         if return_trajectory:
             masks.append(region.cpu())
         if cfg.background:
