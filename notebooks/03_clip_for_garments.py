@@ -505,5 +505,5 @@ claims
 #    oracle's verdict against the budget. Is there a budget at which the oracle starts to agree?
 # 4. Compute $\Delta T$ with a single template ("{}") instead of ten. Does the matched-vs-mismatched
 #    gap of section 4 shrink? (DiffusionCLIP averages about 80 templates.)
-# 5. Load `garments-clip-b` once it ships and repeat sections 2 and 5. Does the bigger model
-#    resist the pixel attack better?
+# 5. Load `garments-clip-b` (ViT 8x256, 14.0 M parameters; chapter 05 compares it as a backbone)
+#    and repeat sections 2 and 5. Does the bigger model resist the pixel attack better?
