@@ -235,3 +235,18 @@ def test_shipped_attrnet_reads_garments(tiny_profile):
     assert result["accuracy"]["colour"] >= 0.95 and result["accuracy"]["pattern"] >= 0.9, result["accuracy"]
     assert result["mean_accuracy"] >= 0.75, result["mean_accuracy"]
     torch.testing.assert_close(maps["sleeve"].sum(dim=(1, 2)), torch.ones(4), atol=1e-4, rtol=0)
+
+
+def test_shipped_attrnet_follows_the_committed_grid():
+    """The recipe of garments-attrnet is the row best_variant picks, on validation accuracy, among
+    the committed grid's rows on garments-clip-s (the rows chapter 06's results rest on)."""
+    import json
+    from pathlib import Path
+
+    from fashionlab.models import attrnet_training as AT
+    from fashionlab.zoo.recipes import RECIPES
+
+    runs = json.loads((Path(__file__).parents[1] / "notebooks/results/05_attrnet_tables.json").read_text())["runs"]
+    rows_s = [v for v in AT.table_variants() if v.clip_name == "garments-clip-s"]
+    best, _ = AT.best_variant(runs, rows_s)
+    assert RECIPES["garments-attrnet"].variant == best

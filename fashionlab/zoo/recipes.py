@@ -144,7 +144,9 @@ def _attrnet_recipes() -> dict[str, AttrNetRecipe]:
         "garments-attrnet", Variant("clip", "e2e", augment=False, clip_name="garments-clip-s", seed=0),
         AttrNetTrainConfig(bf16=True), N_TRAIN,
         "AttributeNet on the garments-clip-s image tower, fine-tuned end to end on the 2,000 labelled photos of "
-        "chapter 05: the grid's row with the best validation accuracy over three seeds (best_variant).")}
+        "chapter 05: among the grid's rows on garments-clip-s, the one with the best validation accuracy over "
+        "three seeds (best_variant). The garments-clip-b rows, run later, beat it (clip / e2e [b]: 0.895 vs "
+        "0.875); chapter 06's results rest on this model, so swapping means rerunning them.")}
 
 
 RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe | AttrNetRecipe] = {

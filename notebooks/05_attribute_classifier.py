@@ -1,0 +1,488 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+# ---
+
+# %% [markdown]
+# # Taming a ViT for multi-attribute guidance
+#
+# Paper 000 (Kong et al.) edits garments with the gradient of a classifier, so the classifier is
+# half of the method. It must recognise eight attributes at once from a few thousand labelled
+# photos, and it must say *where* it looks, because its attention becomes the edit region of the
+# next chapter. The paper's answer is a pretrained ViT, kept frozen, with a learned
+# **attention-pooling** head: one query token per attribute that cross-attends to the ViT's patch
+# tokens (CoCa's attentional pooler), and one linear classifier per query. It claims three things
+# (§4.1, Tables 2–4):
+#
+# 1. with scarce labels, training only the pooler (`attnpool`) beats fine-tuning more of the ViT;
+# 2. CLIP pretraining beats ImageNet pretraining;
+# 3. a bigger ViT is better;
+#
+# and shows, as pictures (Fig. 6), that each query attends to its attribute's region. Garments
+# has part maps, so this chapter also *measures* the last claim.
+#
+# **Learning goals.** After this chapter you can
+# 1. build an attention-pooling head and read its per-attribute attention maps;
+# 2. train it with the masked multi-attribute cross-entropy (eq. 6), where `-1` means "does not
+#    apply";
+# 3. compare fine-tuning strategies and initialisations fairly: same data, same budget, several
+#    seeds;
+# 4. measure how much of an attention map falls inside the region an attribute lives in.
+#
+# **How this chapter deviates from the paper.** Garments instead of Shopping100k; 64-px images and
+# ViTs of 6–8 blocks instead of 224-px ViT-L/14; our own pretraining (a tiny CLIP and a
+# category-only "ImageNet" ViT, both on Garments renders) instead of OpenAI CLIP and ImageNet-21k;
+# no *gender* attribute (Garments has none), but *colour*, which Shopping100k also labels. The
+# grid below is 39 runs of about a minute each; the notebook shows them from
+# `results/05_attrnet_tables.json` and trains one variant live.
+
+# %%
+import json
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from fashionlab import config
+from fashionlab.data import garments as G
+from fashionlab.models import attrnet_training as AT
+from fashionlab.models.attrnet import apply_strategy
+from fashionlab.viz import heatmap, image_grid
+from fashionlab.zoo import registry
+from fashionlab.zoo.recipes import RECIPES
+
+torch.set_grad_enabled(False)
+device = config.get_device()
+print("profile:", config.get_profile(), "| device:", device.type)
+MANIFEST = registry.read_manifest()["models"]
+TABLES = json.loads(Path("results/05_attrnet_tables.json").read_text())
+
+# %% [markdown]
+# ## 1. A small labelled set
+#
+# Shopping100k has about 100,000 images, but a few thousand per attribute value, and many labels
+# are missing. We fix the budget at **2,000 labelled photos** (Garments seed 30, photo style, no
+# detail extras: the domain the diffusion model of chapter 02 knows), choose among variants on
+# 1,000 validation garments (seed 31) and report on 1,000 held-out ones (seed 32). An attribute
+# that does not apply (a neckline on trousers, a collar on a t-shirt) has the label −1 and is
+# masked out of the loss:
+#
+# $$\mathcal L_{cls} = -\sum_{i=1}^{|A|} \log\frac{\exp x^{(i)}_{y^{(i)}}}{\sum_{j=1}^{C^{(i)}} \exp x^{(i)}_j}\;
+#   \mathbb 1\big(y^{(i)} \neq -1\big). \qquad (6)$$
+#
+# The last column is the floor every classifier must clear: the held-out accuracy of always
+# answering the training set's most frequent value.
+
+# %%
+train = G.render_cache(AT.TRAIN_SEED, AT.N_TRAIN, domain="in", progress=False)
+test = G.render_cache(AT.TEST_SEED, AT.N_TEST, domain="in", progress=False)
+
+
+def majority_accuracy(k: int) -> float:
+    """Held-out accuracy of always predicting the most frequent training value of attribute k."""
+    labels = train.attributes[:, k]
+    majority = int(torch.bincount(labels[labels >= 0]).argmax())
+    truth = test.attributes[:, k]
+    return float((truth[truth >= 0] == majority).float().mean())
+
+
+labelled = pd.DataFrame({
+    "classes": {a: G.NUM_CLASSES[a] for a in G.ATTRIBUTES},
+    "labelled images": {a: int((train.attributes[:, k] >= 0).sum()) for k, a in enumerate(G.ATTRIBUTES)},
+    "images per class (mean)": {a: round(float((train.attributes[:, k] >= 0).sum()) / G.NUM_CLASSES[a])
+                                for k, a in enumerate(G.ATTRIBUTES)},
+    "majority-class accuracy": {a: round(majority_accuracy(k), 3) for k, a in enumerate(G.ATTRIBUTES)},
+})
+labelled
+
+# %% [markdown]
+# ## 2. Three backbones of one shape
+#
+# All Table 2 and 3 variants share one ViT shape: the image tower of `garments-clip-s` (64 px,
+# 8-px patches, so an 8 × 8 grid of patch tokens; 6 blocks of width 192). They differ in what it
+# learned first:
+#
+# | init | analogue of | what the backbone learned |
+# |---|---|---|
+# | `random` | random init | nothing |
+# | `supervised` | ImageNet pretraining | `garments-vit-sup-s`: the same ViT trained on *category and render style labels only*, on the same 60,000 renders, with the same steps and batch as the CLIP |
+# | `clip` | CLIP pretraining | the image tower of `garments-clip-s`, trained on captions that name every attribute |
+#
+# The supervised backbone is a fair ImageNet analogue because, like an ImageNet model, it was
+# trained to say *what object* is shown, with a closed label set, and never saw words for colour,
+# pattern, sleeve or neckline. The CLIP saw those words. Both saw the same pixels for the same
+# compute; only the supervision differs, which is exactly the comparison 000 makes (at a scale
+# where, unlike 000, the data are held equal). Table 4 adds `garments-clip-b`, a wider and deeper
+# CLIP trained on the same data with the same recipe.
+
+# %%
+pretraining = pd.DataFrame({
+    name: {"training minutes": MANIFEST[name]["training_minutes"], "steps x batch":
+           f"{MANIFEST[name]['training_steps']} x {MANIFEST[name]['batch_size']}",
+           "parameters": MANIFEST[name]["parameters"]}
+    for name in ("garments-vit-sup-s", "garments-clip-s", "garments-clip-b")}).T
+pretraining
+
+# %% [markdown]
+# Fine-tuning strategies choose what trains. The pooler and heads always do; `lastK` also
+# unfreezes the last K transformer blocks; `e2e` trains everything (the backbone at a tenth of
+# the head's learning rate, as usual for fine-tuning).
+
+# %%
+net = AT.build_attrnet("clip", seed=0)
+params = {}
+for strategy in ("attnpool", "last2", "last4", "e2e"):
+    trainable = apply_strategy(net, strategy)
+    params[strategy] = sum(p.numel() for p in trainable)
+print("trainable parameters:", params)
+logits, maps = net(net.preprocess(G.to_tensor(train.images[0].numpy()).unsqueeze(0)))
+print("attention map per attribute:", tuple(maps["sleeve"].shape), "| sums to",
+      round(float(maps["sleeve"].sum()), 4))
+
+# %% [markdown]
+# ## 3. A live run
+#
+# The `clip / attnpool` variant, trained here for 600 steps of 64 images in fp32. With the
+# backbone frozen and no augmentation, the patch tokens of the 2,000 images are computed once, so
+# the run is fast. The tables below come from the same code (`AT.run_tables`), run once for every
+# variant and three seeds, in bf16 (`python -m fashionlab.models.attrnet_training`); their numbers
+# therefore differ from this fp32 run in the last digit or two.
+
+# %%
+start = time.perf_counter()
+with torch.enable_grad():
+    live = AT.build_attrnet("clip", seed=0)
+    run = AT.train_attrnet(live, "attnpool", train, AT.AttrNetTrainConfig())
+live_result = AT.evaluate_attrnet(live, test)
+live_seconds = time.perf_counter() - start
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"train + evaluate: {live_seconds:.0f} s")
+
+# %%
+grid_seed0 = TABLES["runs"][AT.Variant("clip", "attnpool").key]
+print(f"held-out mean accuracy: live {live_result['mean_accuracy']:.3f}, table (bf16, seed 0) "
+      f"{grid_seed0['mean_accuracy']:.3f}")
+fig, ax = plt.subplots(figsize=(4.5, 2.6))
+ax.plot(np.arange(1, len(run.losses) + 1) * 25, run.losses)
+ax.set(xlabel="step", ylabel="masked CE (eq. 6), summed over attributes", yscale="log")
+plt.show()
+
+# %% [markdown]
+# ## 4. Table 2: initialisation × fine-tuning strategy
+#
+# Mean held-out accuracy over three seeds (the seed sets the pooler's initialisation and the
+# batches), ± the standard deviation between seeds.
+
+# %%
+variants = AT.table_variants()
+mean, std, seeds = AT.summarise_runs(TABLES["runs"], variants)
+
+
+def show(rows: list[str], frame_mean: pd.DataFrame = mean, frame_std: pd.DataFrame = std) -> pd.DataFrame:
+    """'mean ± std' cells for the given rows."""
+    cells = frame_mean.loc[rows].map(lambda v: f"{v:.3f}") + " ± " + frame_std.loc[rows].map(lambda v: f"{v:.3f}")
+    return cells
+
+
+table2_rows = ["random / e2e [s]"] + [f"{i} / {s} [s]" for i in ("supervised", "clip")
+                                       for s in ("attnpool", "last2", "last4", "e2e")]
+show(table2_rows)
+
+# %% [markdown]
+# The paper's averages (ViT-L/14, 24 blocks; Shopping100k, with gender instead of colour), for
+# the shape of the curve rather than the level:
+
+# %%
+paper_table2 = pd.DataFrame(
+    [("random", "end-to-end", 51.0), ("ImageNet", "attnpool", 80.3), ("ImageNet", "last2", 67.6),
+     ("ImageNet", "last4", 62.0), ("ImageNet", "last6", 61.5), ("CLIP", "attnpool", 81.5),
+     ("CLIP", "last6", 81.0), ("CLIP", "last12", 80.6), ("CLIP", "last18", 77.8), ("CLIP", "last24 (= e2e)", 62.3)],
+    columns=["init", "trained", "average accuracy (%)"])
+paper_table2.set_index(["init", "trained"]).T
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 2.8))
+ax.bar(range(len(table2_rows)), mean.loc[table2_rows, "average"], yerr=std.loc[table2_rows, "average"],
+       color=["grey"] + ["C0"] * 4 + ["C1"] * 4, capsize=3)
+ax.set_xticks(range(len(table2_rows)), [r.replace(" [s]", "") for r in table2_rows], rotation=30, ha="right")
+ax.set(ylabel="mean accuracy (8 attributes)", ylim=(0.5, 1.0), title="Table 2 analogue (3 seeds, ± s.d.)")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **What Table 2 shows.** The seed spread is small (s.d. of the average 0.021 at most), so three
+# things are clear:
+#
+# 1. **Training more of the ViT helps, for both inits**: attnpool < last2 ≤ last4 < e2e. This
+#    *refutes* the paper's first claim at our scale, where the paper finds the opposite, and
+#    sharply (CLIP e2e 62.3 against attnpool 81.5).
+# 2. **CLIP beats supervised at every strategy**, by 0.05 to 0.09. The gain sits in neckline,
+#    pattern, sleeve, fit and collar, the attributes a category-only backbone had no reason to
+#    encode. The supervised backbone wins clearly only on category, the task it was trained on.
+# 3. **A category-trained backbone can be worse than none.** Random init trained end to end is
+#    above every frozen or partly frozen supervised variant (over last4 by 0.01, within the seed
+#    spread) and level with supervised e2e. Its neckline
+#    accuracy (0.64 ± 0.14) is above supervised attnpool's (0.46 ± 0.06): the category features threw that
+#    information away. In the paper random init is far behind (51.0): ViT-L from scratch on a
+#    few thousand photos is hopeless, a 6-block ViT on 2,000 clean renders is not.
+#
+# Why does the paper's first claim not transfer? The paper's backbone has about 300 M parameters
+# and its fine-tuning set is small *and* different from what the backbone saw, so unfreezing
+# blocks lets it overfit and forget. Ours has 2.7 M, was pretrained on the very distribution it
+# is fine-tuned on (there is nothing else to forget), and is fine-tuned with a backbone learning
+# rate ten times below the head's. The 2,000 labelled garments, with up to eight labels each, are
+# then enough to improve the whole network rather than damage it. A frozen backbone helps when
+# the labelled data are scarce *relative to the model*, and ours are not.
+#
+# **Fabric stays near 0.5 for every variant** (the majority floor in the first table is 0.24).
+# The paper's fabric column is also its lowest (57–68 %). The confusion matrix of the shipped
+# classifier (section 7) shows what 0.5 means: leather, darker and with a sheen, is recognised
+# almost always, and cotton, denim and knit are guessed among at about chance. Their textures
+# (fibre noise, twill diagonals, knit ribs) are fine patterns close to the pixel grid of a 64-px
+# render, which the 8-px patches average away.
+
+# %% [markdown]
+# ## 5. Table 3: random augmentation, frozen backbone
+#
+# Label-preserving augmentation (rotation, shift, scale, brightness, contrast; never a hue shift,
+# which would change the colour label), with only the pooler trained:
+
+# %%
+show([f"{i} / attnpool [s]" for i in ("supervised", "clip")] + [f"{i} / attnpool +aug [s]" for i in ("supervised", "clip")])
+
+# %% [markdown]
+# The paper finds that augmentation hurts the ImageNet backbone (80.3 → 78.4) and helps CLIP a
+# little (80.9 → 81.5). Here it **hurts both, CLIP more**, and neckline most. The half that
+# transfers is the ImageNet one; the CLIP half is refuted. A likely reason is that Garments renders
+# are centred, upright and evenly lit in training *and* test, so augmentation only teaches
+# invariances the held-out set never asks for, while moving small regions (the neckline spans a
+# patch or two) across the 8 × 8 grid the frozen features were tuned to. Shopping100k photos vary
+# in exactly the ways augmentation simulates. The paper's own hypothesis — too few trainable
+# parameters to absorb strong augmentation — would predict the same sign for both inits here.
+
+# %% [markdown]
+# ## 6. Table 4: a bigger CLIP
+#
+# `garments-clip-b` (8 blocks of width 256) against `-s` (6 of width 192), trained on the same
+# renders and captions with the same steps, batch and schedule. The paper (ViT-B/32, B/16, L/14,
+# attnpool): 79.2, 80.0, 80.9.
+
+# %% [markdown]
+# First the two CLIPs themselves, as the zoo's export measured them on 1,000 held-out renders of
+# every style (chapter 03): zero-shot attribute accuracy and retrieval.
+
+# %%
+clip_metrics = pd.DataFrame({
+    name: {**{f"zero-shot {a}": MANIFEST[name]["metrics"]["accuracy"][a] for a in G.ATTRIBUTES},
+           "image-to-text R@1": MANIFEST[name]["metrics"]["image_to_text_R@1"],
+           "text-to-image R@1": MANIFEST[name]["metrics"]["text_to_image_R@1"],
+           "final contrastive loss": MANIFEST[name]["final_loss"]}
+    for name in ("garments-clip-s", "garments-clip-b")}).T
+clip_metrics.round(3)
+
+# %% [markdown]
+# Then each as the backbone of the attribute classifier:
+
+# %%
+table4_rows = ["clip / attnpool [s]", "clip / attnpool [b]", "clip / e2e [s]", "clip / e2e [b]"]
+show(table4_rows)
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 2.8))
+attrs = list(G.ATTRIBUTES)
+for k, row in enumerate(table4_rows):
+    ax.bar(np.arange(len(attrs)) + (k - 1.5) * 0.2, mean.loc[row, attrs], width=0.2, yerr=std.loc[row, attrs],
+           capsize=2, label=row, color=f"C{k // 2}", alpha=1.0 if k % 2 else 0.5)
+ax.set_xticks(range(len(attrs)), attrs)
+ax.set(ylabel="held-out accuracy", ylim=(0.3, 1.02), title="Table 4 analogue: -s (light) vs -b (dark), 3 seeds")
+ax.legend(fontsize=7, ncol=2, loc="lower left")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Bigger is better, as the paper says**, and more clearly once the backbone is fine-tuned: with
+# the pooler alone `-b` gains less than a seed's standard deviation on average (it wins category
+# and collar, loses fit and sleeve), end to end it gains about three standard deviations and is
+# ahead on seven of the eight attributes. The bigger CLIP is also the better CLIP on its own terms
+# (lower contrastive loss, higher retrieval), though not on every zero-shot attribute: its
+# zero-shot collar and neckline are *worse* than `-s`'s. A bigger backbone pays off here once the
+# labelled data can reshape it. It also costs: the `-b` e2e runs took about 9.5 minutes against
+# 4.8 for `-s`, and a guided edit of chapter 06 (50 steps, 8 views) takes about 7.6 s with a `-b`
+# classifier against 5.0 s with `-s` (measured once on this 2-core CPU, outside this notebook).
+
+# %% [markdown]
+# ## 7. The classifier we ship
+#
+# `garments-attrnet`, the classifier chapter 06 guides with, is chosen by *validation* accuracy
+# averaged over a row's three seeds, and retrained from seed 0 by the zoo recipe; the held-out set
+# plays no part in the choice.
+
+# %%
+best, best_validation = AT.best_variant(TABLES["runs"], variants)
+best_s, best_s_validation = AT.best_variant(TABLES["runs"], [v for v in variants if v.clip_name == "garments-clip-s"])
+shipped = RECIPES["garments-attrnet"].variant
+print(f"best row on validation, all rows:   {best.init} / {best.strategy} [{best.clip_name}] ({best_validation:.3f})")
+print(f"best row on validation, -s rows:    {best_s.init} / {best_s.strategy} [{best_s.clip_name}] "
+      f"({best_s_validation:.3f})")
+print(f"shipped garments-attrnet:           {shipped.init} / {shipped.strategy} [{shipped.clip_name}]")
+
+# %% [markdown]
+# **The shipped classifier is not the grid's best row.** `garments-clip-b` finished training after
+# chapter 06 had been measured with the best `-s` row, and its e2e row is now ahead on validation
+# by about 0.02. Swapping the classifier means rerunning chapter 06's sweep and tables (about 80
+# minutes of edits), so this book ships the `-s` classifier until that rerun is done, and says
+# so here. Section 9 gives a reason not to assume the swap helps: the `-b` e2e collar query
+# looks *away* from the collar. The shipped classifier on the held-out garments:
+
+# %%
+shipped_metrics = MANIFEST["garments-attrnet"]["metrics"]
+pd.DataFrame({"held-out accuracy": shipped_metrics["accuracy"]}).T.assign(mean=shipped_metrics["mean_accuracy"])
+
+# %% [markdown]
+# Its fabric confusions on the held-out garments (rows: truth, columns: prediction):
+
+# %%
+attrnet = registry.load_evaluator("garments-attrnet", device)
+fabric_k = G.ATTRIBUTES.index("fabric")
+predicted = torch.cat([attrnet(AT.model_pixels(attrnet, test.images[i:i + 250]).to(device))[0]["fabric"].argmax(1).cpu()
+                       for i in range(0, len(test), 250)])
+names = list(G.SCHEMA["fabric"])
+pd.crosstab(pd.Categorical([names[i] for i in test.attributes[:, fabric_k]], names),
+            pd.Categorical([names[i] for i in predicted], names), rownames=["truth"], colnames=["predicted"])
+
+# %% [markdown]
+# ## 8. Where each attribute looks (Fig. 6)
+#
+# `garments-attrnet` on four held-out garments: one map per attribute query, over the image
+# (8 × 8 patches, upsampled).
+
+# %%
+sample = test.images[:4]
+logits, maps = attrnet(AT.model_pixels(attrnet, sample).to(device))
+cells = []
+for i in range(4):
+    cells.append(sample[i].numpy())
+    for a in G.ATTRIBUTES:
+        up = torch.nn.functional.interpolate(maps[a][i][None, None].cpu(), size=(64, 64), mode="bilinear")[0, 0]
+        overlay = 0.45 * sample[i].numpy() + 0.55 * heatmap(up)
+        cells.append(overlay.round().astype(np.uint8))
+image_grid(cells, ncols=1 + len(G.ATTRIBUTES), titles=(["image"] + list(G.ATTRIBUTES)) * 4, cell=1.0)
+plt.show()
+
+# %% [markdown]
+# The sleeve query looks at the shoulders and sides (on the background beside a sleeveless
+# garment: the *absence* of a sleeve is evidence too), the collar and neckline queries at the
+# neck, fit at the garment's edges, category at the hem. Not every map is where a reader would
+# draw it: on the yellow jacket the colour query spreads over the background around the garment,
+# as chapter 06 finds the pattern query doing late in an edit. Section 9 measures this over
+# 1,000 garments instead of judging four.
+
+# %% [markdown]
+# ## 9. Beyond the paper: attention mass inside the right region
+#
+# For each attribute, the share of its attention map inside the attribute's ground-truth region
+# (sleeves for `sleeve`, the neck area for `neckline` and `collar`, the whole garment for
+# `colour`, ...; `G.region_mask`), against the share a uniform map would put there (the region's
+# area). A ratio above 1 means the query looks where the attribute is.
+
+# %%
+att_mean, att_std, _ = AT.summarise_runs(TABLES["runs"], variants, "attention_in_region")
+uni_mean, _, _ = AT.summarise_runs(TABLES["runs"], variants, "uniform_in_region")
+map_rows = table2_rows + table4_rows[1::2]
+mass = att_mean.loc[map_rows].drop(columns="average")
+# the uniform share depends only on the held-out garments, so it is one row for every variant
+mass.loc["uniform map"] = uni_mean.loc[map_rows].drop(columns="average").iloc[0]
+mass.round(3)
+
+# %% [markdown]
+# The same as a ratio to the uniform share:
+
+# %%
+ratio = (att_mean / uni_mean).drop(columns="average")
+ratio.loc[map_rows].round(2)
+
+# %%
+local = ["sleeve", "neckline", "collar"]  # the attributes that live in a small region
+fig, ax = plt.subplots(figsize=(7, 2.8))
+for k, attribute in enumerate(local):
+    ax.bar(np.arange(len(map_rows)) + (k - 1) * 0.27, ratio.loc[map_rows, attribute], width=0.27, label=attribute)
+ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+ax.set_xticks(range(len(map_rows)), [r.replace(" [s]", "") for r in map_rows], rotation=30, ha="right")
+ax.set(ylabel="attention mass in region / uniform", yscale="log", title="above the dashed line: the query looks there")
+ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **On the `-s` backbone, every variant's sleeve, neckline and collar queries put more mass in
+# their region than a uniform map would**, from 1.8 times (collar, CLIP e2e) to about 10 times
+# (neckline, CLIP last4), so the Fig. 6 claim holds there, and is now a number. Three details:
+#
+# - Fine-tuning end to end *lowers* the localisation of the `-s` CLIP queries for neckline and
+#   collar (ratio about 9 and 4 frozen, about 3 and 2 e2e) while it raises their accuracy. The
+#   e2e backbone can move neckline evidence into tokens outside the neck.
+# - On the `-b` backbone the collar query fails the test: 1.2 times uniform with the pooler
+#   alone, and about a quarter of uniform (0.26) end to end, although that variant has the best
+#   collar accuracy of the grid (0.93). Its collar evidence sits in tokens away from the collar,
+#   which a deeper, wider backbone can afford to do. The most accurate classifier is not the
+#   best-localised one, and that matters for chapter 06, whose edit region *is* this map.
+# - These ratios are measured on clean renders. Chapter 06 guides on the diffusion model's
+#   noisy estimates $\hat X_0$, and there it finds that late in an edit the *pattern* query
+#   sits on the background: a map that is right on clean images need not stay right along a
+#   trajectory.
+
+# %% [markdown]
+# ## Claims vs what we measured
+
+# %%
+avg = mean["average"]
+claims = pd.DataFrame([
+    ("000 Table 2", "attnpool beats e2e at low data (CLIP init)",
+     f"{avg['clip / attnpool [s]']:.3f} vs {avg['clip / e2e [s]']:.3f}"),
+    ("000 Table 2", "attnpool beats e2e at low data (ImageNet-like init)",
+     f"{avg['supervised / attnpool [s]']:.3f} vs {avg['supervised / e2e [s]']:.3f}"),
+    ("000 Table 2", "CLIP pretraining beats ImageNet pretraining (attnpool)",
+     f"{avg['clip / attnpool [s]']:.3f} vs {avg['supervised / attnpool [s]']:.3f}"),
+    ("000 Table 2", "pretraining beats random init",
+     f"best pretrained {avg.drop('random / e2e [s]').max():.3f} vs random {avg['random / e2e [s]']:.3f}; "
+     f"supervised attnpool {avg['supervised / attnpool [s]']:.3f}"),
+    ("000 Table 3", "augmentation helps CLIP, hurts ImageNet (attnpool)",
+     f"CLIP {avg['clip / attnpool +aug [s]'] - avg['clip / attnpool [s]']:+.3f}, supervised "
+     f"{avg['supervised / attnpool +aug [s]'] - avg['supervised / attnpool [s]']:+.3f}"),
+    ("000 Table 4", "bigger is better (attnpool)",
+     f"-b {avg['clip / attnpool [b]']:.3f} vs -s {avg['clip / attnpool [s]']:.3f}"),
+    ("000 Table 4", "bigger is better (e2e)", f"-b {avg['clip / e2e [b]']:.3f} vs -s {avg['clip / e2e [s]']:.3f}"),
+    ("000 Fig. 6", "each query attends to its attribute's region",
+     "ratio to uniform (clip / attnpool): " + ", ".join(f"{a} {ratio.loc['clip / attnpool [s]', a]:.2f}"
+                                                       for a in local)
+     + f"; but collar {ratio.loc['clip / e2e [b]', 'collar']:.2f} for clip / e2e [b]"),
+    ("this book (issue goal)", "garments-attrnet mean accuracy >= 0.95",
+     f"{shipped_metrics['mean_accuracy']:.3f} (fabric {shipped_metrics['accuracy']['fabric']:.2f})"),
+], columns=["source", "claim", "measured here"])
+claims
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Halve the labelled set to 1,000 garments, or cut it to 200, and rerun `clip / attnpool` and
+#    `clip / e2e`. At what budget does the frozen backbone start to win, as the paper's
+#    low-data argument predicts?
+# 2. Replace the attention pooler by a linear probe on the ViT's pooled embedding. Which
+#    attributes suffer most, and does that match where their regions are?
+# 3. Train `random / attnpool`. How much of the attention-mass ratio comes from pretraining?
+# 4. Evaluate `garments-attrnet` on sketches and cartoons (`domain="all"`). Which attributes
+#    survive the change of style, and why might CLIP pretraining matter there?
+# 5. Render 200 garments at 128 px (`G.render`) and downsample them. Is fabric hard because of
+#    the classifier or because 64 px erase the texture?
