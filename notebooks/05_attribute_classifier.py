@@ -313,8 +313,8 @@ plt.show()
 
 # %% [markdown]
 # **Bigger is better, as the paper says**, and more clearly once the backbone is fine-tuned: with
-# the pooler alone `-b` gains less than a seed's standard deviation on average (it wins category
-# and collar, loses fit and sleeve), end to end it gains about three standard deviations and is
+# the pooler alone `-b` gains less than a seed's standard deviation on average (it wins category,
+# collar and pattern, loses fit and sleeve), end to end it gains about three standard deviations and is
 # ahead on seven of the eight attributes. The bigger CLIP is also the better CLIP on its own terms
 # (lower contrastive loss, higher retrieval), though not on every zero-shot attribute: its
 # zero-shot collar and neckline are *worse* than `-s`'s. A bigger backbone pays off here once the
