@@ -209,6 +209,8 @@ def background_loss(edited: torch.Tensor, source: torch.Tensor, keep: torch.Tens
         raise ValueError(f"keep must be (B, 1, {edited.shape[-2]}, {edited.shape[-1]}), got {tuple(keep.shape)}")
     loss = mse_weight * (keep * (edited - source).pow(2).sum(dim=1, keepdim=True)).mean(dim=(1, 2, 3))
     if perceptual is not None and perceptual_weight:
-        inside = edited + (edited.clamp(-1, 1) - edited).detach()  # clipped value, identity gradient
+        # clipped value, identity gradient; written so that the value is exactly the clipped one at
+        # any magnitude (edited + (clipped - edited) loses it to rounding once |edited| > 2**23)
+        inside = edited.clamp(-1, 1).detach() + (edited - edited.detach())
         loss = loss + perceptual_weight * (keep * perceptual.distance_map(inside, source)).mean(dim=(1, 2, 3))
     return loss

@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .data.transforms import check_images
+
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image, for images in [-1, 1] (peak-to-peak range 2)."""
@@ -74,10 +76,10 @@ def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> tor
 # Perceptual distance: the LPIPS formula on a backbone we ship (tiny) or LPIPS-Alex (full)
 # ----------------------------------------------------------------------------------------
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
-    if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"x and y must both be (B, 3, H, W), got {tuple(x.shape)} and {tuple(y.shape)}")
-    if float(x.detach().abs().max()) > 1.0 + 1e-4 or float(y.detach().abs().max()) > 1.0 + 1e-4:
-        raise ValueError("images must be in [-1, 1]")
+    check_images(x.detach(), "x")
+    check_images(y.detach(), "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
 class PerceptualDistance(torch.nn.Module):
@@ -98,8 +100,9 @@ class OraclePerceptual(PerceptualDistance):
         d(x, y) = sum_l mean_hw || n(f_l(x)) - n(f_l(y)) ||^2,  n = unit-normalise over channels.
 
     It reuses the lpips package's ``normalize_tensor``. Unlike LPIPS it has no learned per-channel
-    weights and is **not calibrated against human judgements**; it is a feature distance that
-    ignores pixel noise the oracle was trained to ignore.
+    weights and is **not calibrated against human judgements**. It does not ignore pixel noise:
+    relative to a garment swap it weighs noise of 0.15 about 2.6 times more than L2 does
+    (chapter 04, section 1).
     """
 
     def __init__(self, oracle: torch.nn.Module) -> None:

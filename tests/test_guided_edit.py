@@ -86,6 +86,29 @@ def test_bad_arguments_fail_early(denoiser, alphas_cumprod, classifier):
         GE.check_targets([{"colour": "red"}, {"colour": "blue"}], n_images=3)
 
 
+def test_bad_images_fail_early_naming_the_argument(denoiser, alphas_cumprod, classifier):
+    """As a user would get them wrong: a NaN image, the wrong size, uint8 pixels."""
+    nan = images()
+    nan[0, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="images contains NaN"):
+        GE.guided_edit(denoiser, alphas_cumprod, classifier, nan, {"colour": "red"})
+    with pytest.raises(ValueError, match="images must be 16x16 pixels"):
+        GE.guided_edit(denoiser, alphas_cumprod, classifier, images()[..., :15, :15], {"colour": "red"})
+    with pytest.raises(TypeError, match="images must be a float tensor"):
+        GE.guided_edit(denoiser, alphas_cumprod, classifier, (images() * 127 + 128).to(torch.uint8), {"colour": "red"})
+
+
+def test_absurd_strength_is_finite_or_names_strength(denoiser, alphas_cumprod, classifier):
+    cfg = GE.GuidedEditConfig(depth=400, steps=4, strength=1e9, views=2)
+    try:
+        out = GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), {"colour": "red"}, cfg,
+                             generator=torch.Generator().manual_seed(0))
+    except ValueError as err:
+        assert "strength" in str(err)
+    else:
+        assert torch.isfinite(out.edited).all()
+
+
 @pytest.mark.parametrize("strength", [1e2, 1e4, 1e6])
 def test_huge_strength_stays_finite(strength, denoiser, alphas_cumprod, classifier):
     cfg = GE.GuidedEditConfig(depth=400, steps=4, strength=strength, views=2, perceptual_weight=0)

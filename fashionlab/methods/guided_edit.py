@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.garments import ATTRIBUTES, SCHEMA, applicable
+from ..data.transforms import check_images
 from ..diffusion.core import Denoiser, alpha_bar_at, even_grid, noise_to
 from ..diffusion.guidance import guided_sample
 from ..losses import background_loss, extending_augmentations, spherical_distance
@@ -106,11 +107,10 @@ class EditOutput:
     seconds: float = 0.0
 
 
-def _check_images(images: torch.Tensor, name: str = "images") -> None:
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"{name} must be (B, 3, H, W), got {tuple(images.shape)}")
-    if images.min() < -1.001 or images.max() > 1.001:
-        raise ValueError(f"{name} must be in [-1, 1], got [{float(images.min()):.3f}, {float(images.max()):.3f}]")
+def _model_size(denoiser: Denoiser) -> int | None:
+    """The pixel size the denoiser's UNet was built for (None if it does not say)."""
+    unet = getattr(denoiser, "unet", None)
+    return getattr(getattr(unet, "config", None), "sample_size", None)
 
 
 def _check_schedule(depth: int, steps: int, alphas_cumprod: torch.Tensor) -> None:
@@ -200,7 +200,7 @@ def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: to
     maps per attribute); ``perceptual`` a module with ``distance_map`` for the background loss's
     pd term (None: MSE only). All random draws (X_k, the augmentations, the steps' noise) come
     from ``generator``."""
-    _check_images(images)
+    check_images(images, "images", _model_size(denoiser))
     _check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
     indices = check_targets(targets, classifier.attributes, categories, n_images=len(images))
     start_time = time.perf_counter()
@@ -214,6 +214,9 @@ def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: to
     augment_gen = torch.Generator().manual_seed(cfg.augment_seed)
 
     def loss_fn(p_t: torch.Tensor) -> torch.Tensor:
+        if not torch.isfinite(p_t).all():
+            raise ValueError(f"strength (lambda) = {cfg.strength:g} made the edit overflow (P_t is no longer "
+                             "finite); use a smaller strength (the book uses 100-1000)")
         views = extending_augmentations(p_t, cfg.views, generator=augment_gen)  # view-major; views[:b] is P_t
         logits, maps = classifier(classifier.preprocess(views))
         attr = sum(F.cross_entropy(logits[a].float(), labels[a], reduction="none", ignore_index=-1) for a in indices)
@@ -266,7 +269,7 @@ def blended_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, clip_bundle, 
     :class:`~fashionlab.models.clip.CLIPBundle`."""
     from ..models.clip import encode_text
 
-    _check_images(images)
+    check_images(images, "images", _model_size(denoiser))
     _check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
     if mask.dim() != 4 or mask.shape[0] != len(images) or mask.shape[1] != 1 or mask.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"mask must be ({len(images)}, 1, {images.shape[-2]}, {images.shape[-1]}), "
