@@ -166,7 +166,19 @@ def test_quality_check_runs_every_sampler_from_the_same_noise():
     assert not torch.equal(samples["ddim4"], samples["ddpm4_clip"])
     assert metrics["single_region_rate_real_renders"] == 1.0
     assert {f"single_region_rate_{k}" for k in samplers} <= set(metrics)
-    assert isinstance(metrics["ddim_roundtrip_psnr_db"], float)
+    # the round trip is S_inv = S_gen = roundtrip_steps from t0 = 999 on held-out garments of seed 1
+    from fashionlab.data.garments import render, spec_for, to_tensor
+    from fashionlab.diffusion import core, inversion
+    from fashionlab.metrics import psnr
+
+    unet = small_unet().eval()
+    denoiser = core.PixelDenoiser(unet, scheduler)
+    held = torch.stack([to_tensor(render(spec_for(1, i, "in"), 16).image) for i in range(2)])
+    grid = core.diffusionclip_grid(999, 4)
+    with torch.no_grad():
+        x_T = inversion.ddim_invert(denoiser, held, grid[1:], scheduler.alphas_cumprod).x_t
+        rec = inversion.ddim_generate(denoiser, x_T, grid, scheduler.alphas_cumprod)
+    assert metrics["ddim_roundtrip_psnr_db"] == pytest.approx(float(psnr(rec.clamp(-1, 1), held).mean()), abs=0.01)
 
 
 class _OracleV(torch.nn.Module):
@@ -214,3 +226,17 @@ def test_shipped_category_vit_knows_categories(tiny_profile):
     category = (logits["category"].argmax(1) == cache.attributes[:, ATTRIBUTES.index("category")]).float().mean()
     style = (logits["style"].argmax(1) == cache.styles).float().mean()
     assert category >= 0.8 and style >= 0.9, (float(category), float(style))
+
+
+def test_verify_fails_on_a_missing_or_empty_manifest(tmp_path, tiny_profile, capsys, monkeypatch):
+    """A missing manifest means the package data did not install: verify must not report success."""
+    from fashionlab.zoo.__main__ import main
+
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        registry.verify_all(tmp_path, tmp_path / "MANIFEST.json")
+    (tmp_path / "MANIFEST.json").write_text('{"models": {}}')
+    with pytest.raises(FileNotFoundError, match="lists no models"):
+        registry.verify_all(tmp_path, tmp_path / "MANIFEST.json")
+    monkeypatch.setattr(registry, "MANIFEST_PATH", tmp_path / "gone.json")
+    assert main(["verify"]) == 1
+    assert "manifest" in capsys.readouterr().err

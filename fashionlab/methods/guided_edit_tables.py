@@ -200,12 +200,13 @@ def run_classifiers(out: Path, n_per_type: int, models: EditModels, cfg: GuidedE
         name = f"{init} / {strategy}"
         if name in done.get("accuracy", {}):
             continue  # written only once all of its edits are in
-        classifier, _ = train_variant(Variant(init, strategy), train, train_cfg, progress=progress)
+        classifier, run = train_variant(Variant(init, strategy), train, train_cfg, progress=progress)
         classifier = classifier.to(device).eval().requires_grad_(False)
         accuracy = evaluate_attrnet(classifier, validation)["mean_accuracy"]
         method = procedure1_method(models.denoiser, models.alphas_cumprod, classifier, models.guide_perceptual, cfg)
         done = run_edit_table(out, {name: method}, tasks, models.oracle, models.judge_perceptual, progress=progress)
         done.setdefault("accuracy", {})[name] = accuracy
+        done.setdefault("precision", {})[name] = run.precision  # bf16 asked for; fp32 where the CPU lacks it
         write_json_atomic(done, out)
     return done
 

@@ -156,6 +156,9 @@ class AttrNetRun:
     losses: list[float]
     seconds: float
     trainable_parameters: int
+    precision: str
+    """The arithmetic the run actually used: ``"bf16"`` (autocast) or ``"fp32"``. A config asking for
+    bf16 on a CPU without native bf16 trains in fp32, and results files record that."""
 
 
 def train_attrnet(model: AttributeNet, strategy: str, cache: RenderCache, cfg: AttrNetTrainConfig, seed: int = 0,
@@ -210,7 +213,8 @@ def train_attrnet(model: AttributeNet, strategy: str, cache: RenderCache, cfg: A
             running = 0.0
     model.eval()
     trainable = sum(p.numel() for g in groups for p in g["params"])
-    return AttrNetRun(losses, time.perf_counter() - start, trainable)
+    precision = "bf16" if accelerator.mixed_precision == "bf16" else "fp32"
+    return AttrNetRun(losses, time.perf_counter() - start, trainable, precision)
 
 
 # ----------------------------------------------------------------------------------------
@@ -298,7 +302,7 @@ def run_variant(variant: Variant, train: RenderCache, test: RenderCache, cfg: At
     if validation is not None:
         result["validation_mean_accuracy"] = evaluate_attrnet(model, validation)["mean_accuracy"]
     result.update(variant=asdict(variant), train_seconds=round(run.seconds, 1), losses=[round(v, 4) for v in run.losses],
-                  trainable_parameters=run.trainable_parameters)
+                  trainable_parameters=run.trainable_parameters, precision=run.precision)
     return model, result
 
 

@@ -34,11 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(entry, indent=2, sort_keys=True))
         return 0
     if args.command == "verify":
-        results = registry.verify_all()
+        try:
+            results = registry.verify_all()
+        except FileNotFoundError as err:
+            print(f"verify failed: {err}", file=sys.stderr)
+            return 1
         for name, status in results.items():
             print(f"{name}: {status}")
-        if not results:
-            print("no shipped models to verify")
         return 1 if any(s != "ok" for s in results.values()) else 0
     for row in registry.list_models():
         print(f"{row['name']} ({row['kind']}): tiny weights {'shipped' if row['tiny'] else 'not yet shipped'}; "

@@ -268,20 +268,30 @@ def list_models() -> list[dict]:
     return rows
 
 
-def verify_all() -> dict[str, str]:
-    """Hash and load every shipped tiny model; returns {name: "ok" | error message}."""
+def verify_all(weights_dir: Path | None = None, manifest_path: Path | None = None) -> dict[str, str]:
+    """Hash and load every shipped tiny model; returns {name: "ok" | error message}. A missing or
+    empty manifest is an error (``FileNotFoundError``), not an empty success: it means the package's
+    data files did not install."""
+    weights_dir = weights_dir or WEIGHTS_DIR
+    manifest_path = manifest_path or MANIFEST_PATH
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"the zoo manifest {manifest_path} is missing, so no shipped model can be "
+                                "checked; reinstall fashionlab (its package data holds the manifest)")
+    models = read_manifest(manifest_path)["models"]
+    if not models:
+        raise FileNotFoundError(f"the zoo manifest {manifest_path} lists no models")
     results = {}
-    for name in read_manifest()["models"]:
+    for name in models:
         try:
             kind = _entry(name).kind
             if kind == "pixel-ddpm":
-                load_pixel_ddpm(name, profile="tiny", device="cpu")
+                load_pixel_ddpm(name, profile="tiny", device="cpu", weights_dir=weights_dir, manifest_path=manifest_path)
             elif kind == "clip":
                 from ..models.clip import load_clip
 
-                load_clip(name, profile="tiny", device="cpu")
+                load_clip(name, profile="tiny", device="cpu", weights_dir=weights_dir, manifest_path=manifest_path)
             else:
-                load_evaluator(name, device="cpu")
+                load_evaluator(name, device="cpu", weights_dir=weights_dir, manifest_path=manifest_path)
             results[name] = "ok"
         except (FileNotFoundError, ValueError) as err:
             results[name] = f"FAILED: {err}"
