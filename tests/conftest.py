@@ -1,15 +1,21 @@
 """Test-wide fixtures: the offline network guard and fixed thread counts.
 
-Under the ``tiny`` profile every test runs offline. Any attempt to open a network socket
-(``socket.connect`` / ``create_connection`` to a non-local address) raises
-:class:`NetworkBlocked` -- a ``ConnectionError``, so library code sees exactly what it would
-see offline -- and is recorded. A test that made an attempt fails at teardown unless it is
-marked ``@pytest.mark.network_probe`` (used by the tests that check our "fail fast offline"
-messages).
+Under the ``tiny`` profile every test runs as on a machine with no network. The guard answers
+the way such a machine does, at once:
+
+- resolving a non-local host name fails with ``socket.gaierror`` (EAI_AGAIN, "Temporary failure
+  in name resolution"), as with no DNS;
+- connecting to a non-local address is refused (``ConnectionRefusedError``; ``connect_ex``
+  returns ECONNREFUSED).
+
+Every attempt is recorded. A test that made one fails at teardown unless it is marked
+``@pytest.mark.network_probe`` (the tests that check our "fails fast offline" messages). Since
+the guard answers at once, a loader that retries or waits on a timeout shows up as a slow test.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 
@@ -19,51 +25,54 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 _ATTEMPTS: list[str] = []
-_LOCAL_PREFIXES = ("127.", "::1", "localhost")
-
-
-class NetworkBlocked(ConnectionError):
-    """Raised by the test-time guard instead of opening a network connection."""
+_LOCAL_PREFIXES = ("127.", "::1", "localhost", "0.0.0.0")
 
 
 def _is_local(address: object) -> bool:
     if isinstance(address, tuple) and address:
-        host = str(address[0])
-        return host.startswith(_LOCAL_PREFIXES)
+        return _is_local_host(address[0])
     return isinstance(address, (str, bytes))  # AF_UNIX paths (e.g. Jupyter kernels) are local
+
+
+def _is_local_host(host: object) -> bool:
+    return host is None or str(host).startswith(_LOCAL_PREFIXES) or str(host) == ""
 
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
-_real_create_connection = socket.create_connection
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _refused(address: object) -> ConnectionRefusedError:
+    _ATTEMPTS.append(repr(address))
+    return ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused (tests are offline): {address!r}")
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):  # noqa: ANN001
+    if not _is_local_host(host):
+        _ATTEMPTS.append(repr(host))
+        raise socket.gaierror(socket.EAI_AGAIN, f"Temporary failure in name resolution (tests are offline): {host!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
 
 
 def _guarded_connect(self, address):  # noqa: ANN001
     if not _is_local(address):
-        _ATTEMPTS.append(repr(address))
-        raise NetworkBlocked(f"tests are offline: blocked a connection to {address!r}")
+        raise _refused(address)
     return _real_connect(self, address)
 
 
 def _guarded_connect_ex(self, address):  # noqa: ANN001
     if not _is_local(address):
-        _ATTEMPTS.append(repr(address))
-        raise NetworkBlocked(f"tests are offline: blocked a connection to {address!r}")
+        _refused(address)
+        return errno.ECONNREFUSED
     return _real_connect_ex(self, address)
-
-
-def _guarded_create_connection(address, *args, **kwargs):  # noqa: ANN001
-    if not _is_local(address):
-        _ATTEMPTS.append(repr(address))
-        raise NetworkBlocked(f"tests are offline: blocked a connection to {address!r}")
-    return _real_create_connection(address, *args, **kwargs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("FASHIONLAB_PROFILE", "tiny") == "tiny":
+        socket.getaddrinfo = _guarded_getaddrinfo
         socket.socket.connect = _guarded_connect
         socket.socket.connect_ex = _guarded_connect_ex
-        socket.create_connection = _guarded_create_connection
 
 
 @pytest.fixture(autouse=True)
