@@ -46,3 +46,32 @@ def test_html_tables_are_compared_by_cell():
     assert texts_match(stored, stored.replace("0.608", "0.6085"))
     assert not texts_match(stored, stored.replace("ours", "theirs"))
     assert not texts_match(stored, stored.replace("0.608", "0.650"))
+
+
+def _notebook(path, code: str, stored: str) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(code, execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored)]
+    nb.cells = [cell]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.mark.parametrize("stored, passes", [("PSNR 42.22 dB\n", True), ("PSNR 43.1 dB\n", False),
+                                            ("PSNR 42.23 dB (gradient)\n", False)])
+def test_nbval_uses_the_comparator(tmp_path, stored, passes):
+    """End to end: nbval with this plugin passes a stored number within tolerance and fails one
+    beyond it, or a changed word."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    notebook = tmp_path / "check.ipynb"
+    _notebook(notebook, 'print("PSNR 42.23 dB")', stored)
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.nbval_plugin", "--nbval",
+                             "--nbval-current-env", "-p", "no:cacheprovider", str(notebook)],
+                            cwd=root, capture_output=True, text=True, timeout=300)
+    assert (result.returncode == 0) == passes, result.stdout[-2000:]
