@@ -83,3 +83,13 @@ def test_hub_catalog_refuses_under_tiny(tiny_profile):
 def test_hub_catalog_fails_fast_offline(full_profile):
     with pytest.raises(RuntimeError, match="cannot be reached"):
         C.load_hub_catalog()
+
+
+def test_article_types_are_singularised_in_display_names():
+    assert C.singular("Dresses") == "Dress"
+    assert C.singular("Tshirts") == "Tshirt"
+    assert C.singular("Trousers") == "Trousers"
+    frame = C.make_catalog(300, seed=1)
+    dresses = frame[frame.articleType == "Dresses"].productDisplayName
+    assert len(dresses) > 0 and dresses.str.endswith(" Dress").all(), dresses.head().tolist()
+    assert not frame.productDisplayName.str.contains("Dresse$").any()

@@ -39,6 +39,21 @@ ARTICLE_TYPE = {"t-shirt": "Tshirts", "shirt": "Shirts", "sweater": "Sweaters", 
                 "dress": "Dresses", "skirt": "Skirts", "trousers": "Trousers", "shorts": "Shorts"}
 SUB_CATEGORY = {"t-shirt": "Topwear", "shirt": "Topwear", "sweater": "Topwear", "jacket": "Topwear",
                 "dress": "Dress", "skirt": "Bottomwear", "trousers": "Bottomwear", "shorts": "Bottomwear"}
+PLURALE_TANTUM = ("Trousers", "Shorts")  # no singular form
+
+
+def singular(article_type: str) -> str:
+    """The singular of a catalogue ``articleType``: "Dresses" -> "Dress", "Tshirts" -> "Tshirt";
+    "Trousers" and "Shorts" stay as they are."""
+    if article_type in PLURALE_TANTUM:
+        return article_type
+    if article_type.endswith("sses"):
+        return article_type[:-2]
+    if article_type.endswith("s"):
+        return article_type[:-1]
+    return article_type
+
+
 SEASONS = ("Summer", "Spring", "Fall", "Winter")
 USAGES = ("Casual", "Formal", "Sports", "Party")
 YEARS = tuple(range(2010, 2019))
@@ -92,7 +107,7 @@ def catalog_row(spec: GarmentSpec, item_id: int, rng: np.random.Generator) -> di
         words.append({"sleeveless": "Sleeveless", "short": "Short-Sleeve", "elbow": "Elbow-Sleeve"}[spec.sleeve])
     if spec.fabric != "cotton":
         words.append(spec.fabric.capitalize())
-    words.append(ARTICLE_TYPE[cat].rstrip("s") if cat not in ("trousers", "shorts") else ARTICLE_TYPE[cat])
+    words.append(singular(ARTICLE_TYPE[cat]))
     row = {
         "id": item_id, "gender": gender, "masterCategory": "Apparel", "subCategory": SUB_CATEGORY[cat],
         "articleType": ARTICLE_TYPE[cat], "baseColour": spec.colour.capitalize(), "season": season,
