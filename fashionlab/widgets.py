@@ -17,12 +17,14 @@ def edit_figure(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual, 
                 targets: dict[str, str], cfg, seed: int = 0):
     """What the editor runs on *Edit*: Procedure 1 on the render of ``spec`` with ``cfg`` (noise from
     ``torch.Generator().manual_seed(seed)``). Returns the edit and a figure of the source, the
-    attention region M-bar half-way, and the result. Also the static book's pre-run example."""
+    attention region M-bar half-way, and the result. Also the static book's pre-run example.
+    The source is rendered in the classifier's dtype, so a float64 copy of the models gives a
+    float64 edit (chapter 06 runs its single demonstration so, to be the same on every CPU)."""
     from .methods.guided_edit import guided_edit
     from .viz import heatmap, image_grid
 
-    device = next(classifier.parameters()).device
-    x = G.to_tensor(G.render(spec).image).unsqueeze(0).to(device)
+    parameter = next(classifier.parameters())
+    x = G.to_tensor(G.render(spec).image).unsqueeze(0).to(parameter.device, parameter.dtype)
     result = guided_edit(denoiser, alphas_cumprod, classifier, x, targets, cfg, perceptual, [spec.category],
                          torch.Generator().manual_seed(seed), return_trajectory=True)
     mask = result.masks[len(result.masks) // 2][0, 0]
