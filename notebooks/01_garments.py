@@ -44,6 +44,7 @@ import pandas as pd
 from fashionlab import config
 from fashionlab.data import catalog
 from fashionlab.data import garments as G
+from fashionlab.eval.claims import Claim, claims_table
 from fashionlab.viz import image_grid, part_legend_handles, parts_overlay
 
 pd.set_option("display.max_colwidth", None)
@@ -258,18 +259,34 @@ print(batch["caption"][0])
 print(batch["attributes"][0].tolist())
 
 # %% [markdown]
-# Rendering is fast enough to feed training without a cache. The number below is measured when the
-# notebook runs, on one core, so it varies between machines (the cell's output is not compared by
-# the tests).
+# Rendering is fast enough to feed training without a cache. Is it? The zoo's fastest recipe
+# (`garments-clip-s`, 128 images a step) consumed {glue:text}`ch01_need` images/s on two cores, as
+# its `MANIFEST.json` entry records. We time rendering on one core, best of five runs of 200 images
+# so that a busy machine does not make it look slower than it is. The speed varies between machines
+# (this cell's output is not compared by the tests; on the machine that wrote the book it was
+# {glue:text}`ch01_speed` images/s), so the verdict in the claims table asks only whether it
+# outpaces that need, with a margin.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-specs = [G.spec_for(9, i, "in") for i in range(1000)]
-start = time.perf_counter()
-for s in specs:
-    G.render(s, 64)
-elapsed = time.perf_counter() - start
-print(f"{len(specs) / elapsed:.0f} images/s at 64 px on one core ({1000 * elapsed / len(specs):.2f} ms each)")
+from myst_nb import glue  # noqa: E402
+
+from fashionlab.zoo.registry import read_manifest  # noqa: E402
+
+clip_record = read_manifest()["models"]["garments-clip-s"]
+need = clip_record["training_steps"] * clip_record["batch_size"] / (60 * clip_record["training_minutes"])
+specs = [G.spec_for(9, i, "in") for i in range(200)]
+runs = []
+for _ in range(5):
+    start = time.perf_counter()
+    for s in specs:
+        G.render(s, 64)
+    runs.append(time.perf_counter() - start)
+speed = len(specs) / min(runs)
+glue("ch01_need", f"{need:.0f}", display=False)
+glue("ch01_speed", f"{speed:.0f}", display=False)
+print(f"{speed:.0f} images/s at 64 px on one core, best of 5 ({1000 / speed:.2f} ms each); "
+      f"the fastest recipe needs {need:.0f} images/s")
 
 # %% [markdown]
 # ## The catalogue view
@@ -363,23 +380,30 @@ else:
 # ## Claims vs what we measured
 #
 # This chapter reproduces no paper; its claims are the design promises the rest of the book
-# relies on. The throughput row is measured in the cell above and varies by machine.
+# relies on. Each verdict is computed from the measured values. The throughput row's speed varies
+# by machine; its verdict holds on any machine less than half as fast as the one that wrote it.
 
 # %%
-rows = [
-    ("same (seed, index) gives the same pixels", "yes (also tested across two processes)",
-     str(np.array_equal(first.image, again.image))),
-    ("part map agrees with pixels away from the silhouette", "1.000", f"{agree / total:.4f}"),
-    ("inapplicable attributes are labelled -1", "neckline/sleeve/collar of trousers = -1",
-     str(G.GarmentSpec("trousers").attribute_vector()[1:4].tolist())),
-    ("about 3 % of catalogue rows miss a value", "0.03",
-     f"{frame[list(catalog.COLUMNS)].isna().any(axis=1).mean():.3f}"),
-    ("knitwear leans to winter", "P(Winter | knit) > P(Winter | cotton)",
-     f"{(frame[frame.fabric == 'knit'].season == 'Winter').mean():.2f} vs "
-     f"{(frame[frame.fabric == 'cotton'].season == 'Winter').mean():.2f}"),
-    ("rendering fast enough to train on the fly", ">= 500 images/s at 64 px, one core", "see the timing cell"),
-]
-pd.DataFrame(rows, columns=["claim", "target", "measured"])
+missing_rate = frame[list(catalog.COLUMNS)].isna().any(axis=1).mean()
+winter_knit = (frame[frame.fabric == "knit"].season == "Winter").mean()
+winter_cotton = (frame[frame.fabric == "cotton"].season == "Winter").mean()
+trousers_attributes = G.GarmentSpec("trousers").attribute_vector()[1:4].tolist()
+goal = "this book (goal)"
+claims_table([
+    Claim(goal, "the same (seed, index) gives the same pixels (also tested across two processes)",
+          str(np.array_equal(first.image, again.image)), bool(np.array_equal(first.image, again.image)), "goal"),
+    Claim(goal, "the part map agrees with the pixels away from the silhouette: 1.000",
+          f"{agree / total:.4f}", agree == total, "goal"),
+    Claim(goal, "inapplicable attributes are labelled -1 (neckline, sleeve, collar of trousers)",
+          str(trousers_attributes), trousers_attributes == [-1, -1, -1], "goal"),
+    Claim(goal, "about 3 % of catalogue rows miss a value (within 1 point)", f"{missing_rate:.3f}",
+          abs(missing_rate - catalog.MISSING_RATE) < 0.01, "goal"),
+    Claim(goal, "knitwear leans to winter: P(Winter | knit) > P(Winter | cotton)",
+          f"{winter_knit:.2f} vs {winter_cotton:.2f}", winter_knit > winter_cotton, "goal"),
+    Claim(goal, f"rendering fast enough to train on the fly: one core renders >= 2x the {need:.0f} images/s "
+          "that the fastest recipe consumes", "yes" if speed >= 2 * need else "no (see the timing cell)",
+          speed >= 2 * need, "goal"),
+])
 
 # %% [markdown]
 # ## Exercises
