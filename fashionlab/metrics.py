@@ -75,11 +75,12 @@ def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> tor
 # ----------------------------------------------------------------------------------------
 # Perceptual distance: the LPIPS formula on a backbone we ship (tiny) or LPIPS-Alex (full)
 # ----------------------------------------------------------------------------------------
-def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
-    check_images(x.detach(), "x")
-    check_images(y.detach(), "y")
+def _check_pair(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str] = ("x", "y")) -> None:
+    check_images(x.detach(), names[0])
+    check_images(y.detach(), names[1])
     if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
 
 
 class PerceptualDistance(torch.nn.Module):
@@ -297,7 +298,7 @@ def preservation(source: torch.Tensor, edited: torch.Tensor, region: torch.Tenso
                  perceptual: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """Change *outside* the ground-truth edit ``region`` (B, H, W) bool: mean squared error and, with
     ``perceptual``, the mean of its distance map over the outside pixels. Per image."""
-    _check_pair(source, edited)
+    _check_pair(source, edited, ("source", "edited"))
     if region.shape != (source.shape[0], *source.shape[-2:]) or region.dtype != torch.bool:
         raise ValueError(f"region must be a bool (B, H, W) mask of shape {(source.shape[0], *source.shape[-2:])}, "
                          f"got {region.dtype} {tuple(region.shape)}")

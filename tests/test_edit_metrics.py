@@ -115,3 +115,14 @@ def test_feature_extractors():
     torch.manual_seed(0)
     assert metrics.oracle_features(GarmentOracle())(x).shape == (2, 192)
     assert metrics.inception_features(random_weights=True)(x).shape == (2, 2048)
+
+
+def test_metrics_name_the_bad_argument():
+    source = torch.rand(2, 3, 16, 16) * 2 - 1
+    region = torch.zeros(2, 16, 16, dtype=torch.bool)
+    bad = source.clone()
+    bad[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="edited contains NaN"):
+        metrics.preservation(source, bad, region)
+    with pytest.raises(ValueError, match="source and edited must have the same shape"):
+        metrics.preservation(source, source[:, :, :8, :8], region)

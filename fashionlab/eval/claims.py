@@ -55,8 +55,10 @@ def verdict(checks: bool | Sequence[bool] | None, kind: str = "paper") -> str:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if checks is None:
         return "not tested here"
-    values = [bool(c) for c in ([checks] if isinstance(checks, bool) or not isinstance(checks, Sequence)
-                                else checks)]
+    if isinstance(checks, Sequence):
+        values = [bool(c) for c in checks]
+    else:
+        values = [bool(checks)]  # one check: a bool or a numpy bool
     if not values:
         raise ValueError("checks must hold at least one boolean (or be None when nothing can test the claim)")
     if all(values):
