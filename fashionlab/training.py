@@ -35,9 +35,17 @@ def make_accelerator(bf16: bool):
     where the hardware supports it (otherwise fp32)."""
     from accelerate import Accelerator
 
+    from accelerate.state import AcceleratorState
+
     on_gpu = torch.cuda.is_available()
     use_bf16 = bf16 and (torch.cuda.is_bf16_supported() if on_gpu else cpu_supports_bf16())
-    return Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not on_gpu)
+    mixed_precision = "bf16" if use_bf16 else "no"
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        # Accelerate keeps one precision per process and refuses another; our trainings run one
+        # after the other (a notebook may train in fp32 after a bf16 run), so start afresh.
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision=mixed_precision, cpu=not on_gpu)
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float) -> Callable[[int], float]:

@@ -98,12 +98,7 @@ def test_run_records_the_precision_it_used(monkeypatch, native_bf16):
     from fashionlab import training
     from fashionlab.models import attrnet_training as AT
 
-    from accelerate.state import AcceleratorState
-
     monkeypatch.setattr(training, "cpu_supports_bf16", lambda: native_bf16)
-    # Accelerate keeps one mixed-precision setting per process; give this test its own, and give
-    # the process's back afterwards
-    monkeypatch.setattr(AcceleratorState, "_shared_state", {})
     cache = G.render_cache(20, 16, progress=False)
     cfg = AT.AttrNetTrainConfig(steps=2, batch_size=4, warmup_steps=1, bf16=True)
     run = AT.train_attrnet(AT.build_attrnet("random", seed=0), "attnpool", cache, cfg, log_every=1)

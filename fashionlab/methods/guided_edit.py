@@ -107,10 +107,15 @@ class EditOutput:
     seconds: float = 0.0
 
 
-def _model_size(denoiser: Denoiser) -> int | None:
-    """The pixel size the denoiser's UNet was built for (None if it does not say)."""
-    unet = getattr(denoiser, "unet", None)
-    return getattr(getattr(unet, "config", None), "sample_size", None)
+def _check_unet_input(images: torch.Tensor, denoiser: Denoiser) -> None:
+    """``check_images`` with the geometry of the denoiser's UNet, where it has one: the size it was
+    trained at, and the multiple of 2 its down blocks need (a UNet runs at any such size)."""
+    unet_config = getattr(getattr(denoiser, "unet", None), "config", None)
+    if unet_config is None:
+        check_images(images, "images")
+        return
+    halvings = len(unet_config.down_block_types) - 1
+    check_images(images, "images", unet_config.sample_size, 2 ** halvings)
 
 
 def _check_schedule(depth: int, steps: int, alphas_cumprod: torch.Tensor) -> None:
@@ -200,7 +205,7 @@ def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: to
     maps per attribute); ``perceptual`` a module with ``distance_map`` for the background loss's
     pd term (None: MSE only). All random draws (X_k, the augmentations, the steps' noise) come
     from ``generator``."""
-    check_images(images, "images", _model_size(denoiser))
+    _check_unet_input(images, denoiser)
     _check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
     indices = check_targets(targets, classifier.attributes, categories, n_images=len(images))
     start_time = time.perf_counter()
@@ -269,7 +274,7 @@ def blended_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, clip_bundle, 
     :class:`~fashionlab.models.clip.CLIPBundle`."""
     from ..models.clip import encode_text
 
-    check_images(images, "images", _model_size(denoiser))
+    _check_unet_input(images, denoiser)
     _check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
     if mask.dim() != 4 or mask.shape[0] != len(images) or mask.shape[1] != 1 or mask.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"mask must be ({len(images)}, 1, {images.shape[-2]}, {images.shape[-1]}), "
