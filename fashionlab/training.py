@@ -34,7 +34,6 @@ def make_accelerator(bf16: bool):
     """An ``accelerate.Accelerator`` on the GPU if there is one, else the CPU; bf16 autocast only
     where the hardware supports it (otherwise fp32)."""
     from accelerate import Accelerator
-
     from accelerate.state import AcceleratorState
 
     on_gpu = torch.cuda.is_available()

@@ -46,6 +46,8 @@ from fashionlab.data import catalog
 from fashionlab.data import garments as G
 from fashionlab.eval.claims import Claim, claims_table
 from fashionlab.viz import image_grid, part_legend_handles, parts_overlay
+from fashionlab.zoo.registry import read_manifest
+from myst_nb import glue
 
 pd.set_option("display.max_colwidth", None)
 print("profile:", config.get_profile())
@@ -269,10 +271,6 @@ print(batch["attributes"][0].tolist())
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from myst_nb import glue  # noqa: E402
-
-from fashionlab.zoo.registry import read_manifest  # noqa: E402
-
 clip_record = read_manifest()["models"]["garments-clip-s"]
 need = clip_record["training_steps"] * clip_record["batch_size"] / (60 * clip_record["training_minutes"])
 specs = [G.spec_for(9, i, "in") for i in range(200)]

@@ -43,11 +43,6 @@ _real_connect_ex = socket.socket.connect_ex
 _real_getaddrinfo = socket.getaddrinfo
 
 
-def _refused(address: object) -> ConnectionRefusedError:
-    _ATTEMPTS.append(repr(address))
-    return ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused (tests are offline): {address!r}")
-
-
 def _guarded_getaddrinfo(host, *args, **kwargs):  # noqa: ANN001
     if not _is_local_host(host):
         _ATTEMPTS.append(repr(host))
@@ -57,13 +52,14 @@ def _guarded_getaddrinfo(host, *args, **kwargs):  # noqa: ANN001
 
 def _guarded_connect(self, address):  # noqa: ANN001
     if not _is_local(address):
-        raise _refused(address)
+        _ATTEMPTS.append(repr(address))
+        raise ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused (tests are offline): {address!r}")
     return _real_connect(self, address)
 
 
 def _guarded_connect_ex(self, address):  # noqa: ANN001
     if not _is_local(address):
-        _refused(address)
+        _ATTEMPTS.append(repr(address))
         return errno.ECONNREFUSED
     return _real_connect_ex(self, address)
 
