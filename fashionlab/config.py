@@ -1,4 +1,4 @@
-"""Profiles, devices, paths and seeding helpers.
+"""Profiles, devices, paths, seeding helpers and atomic results files.
 
 Chapter: "Setup" (``book/setup.md``).
 
@@ -17,9 +17,12 @@ process (a DataLoader worker, a test subprocess) sees the same profile.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -27,6 +30,8 @@ PROFILES = ("tiny", "full")
 PROFILE_ENV = "FASHIONLAB_PROFILE"
 DEVICE_ENV = "FASHIONLAB_DEVICE"
 CACHE_ENV = "FASHIONLAB_CACHE"
+RESULTS_ENV = "FASHIONLAB_RESULTS"
+TRAINING_ENV = "FASHIONLAB_TRAINING"
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = PACKAGE_DIR / "zoo" / "weights"
@@ -37,6 +42,32 @@ def cache_dir() -> Path:
     """Where large regenerable files (pre-rendered training sets) go: ``$FASHIONLAB_CACHE`` or
     ``~/.cache/fashionlab``. Never committed; safe to delete."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fashionlab")
+
+
+def results_dir() -> Path:
+    """Where the chapters' precomputed tables live: ``$FASHIONLAB_RESULTS``, or the package's own
+    ``experiments/results`` folder. The files there ship as package data, so a notebook finds them
+    after ``pip install`` (Colab) as well as in a checkout; the ``experiments`` CLIs write there."""
+    return Path(os.environ.get(RESULTS_ENV) or PACKAGE_DIR / "experiments" / "results")
+
+
+def training_dir() -> Path:
+    """Where zoo recipes keep their resume state (``<name>/checkpoint.pt``, ``loss.csv``):
+    ``$FASHIONLAB_TRAINING``, else ``training/`` at the root of a source checkout, else
+    ``training/`` under :func:`cache_dir` (an installed package has no checkout)."""
+    if os.environ.get(TRAINING_ENV):
+        return Path(os.environ[TRAINING_ENV])
+    root = PACKAGE_DIR.parent
+    return root / "training" if (root / "pyproject.toml").is_file() else cache_dir() / "training"
+
+
+def write_json_atomic(data: dict, path: str | Path) -> None:
+    """Write ``data`` as indented, key-sorted JSON through a temporary file and a rename, so a
+    killed run never leaves a half-written results file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def _check_profile(name: str) -> str:
@@ -86,6 +117,22 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return generator
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block under a seeded *private copy* of the global CPU RNG, restored afterwards.
+
+    For the one thing that draws from the global RNG and takes no generator: parameter
+    initialisation inside diffusers and open_clip. The caller's random state is left as it was,
+    so the library never seeds globally::
+
+        with config.seeded(0):
+            unet = UNet2DModel(**kwargs)
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def spawn_generators(seed: int, n: int, device: str | torch.device = "cpu") -> list[torch.Generator]:

@@ -1,17 +1,16 @@
 """Losses shared by the editing chapters.
 
-Chapter: "CLIP for garments" (CLIP losses and augmentations); later chapters add the masked
-multi-attribute cross-entropy (000 eq. 6) and the background-preservation loss here.
+Chapter: "CLIP for garments" (CLIP losses); later chapters add the masked multi-attribute
+cross-entropy (000 eq. 6) and the background-preservation loss here. The augmentations the
+losses see (CLIP preprocessing, extending augmentations) are in :mod:`fashionlab.data.transforms`.
 
 ========================  ===========================================================  ===================
 function                  formula                                                     source
 ========================  ===========================================================  ===================
-``clip_preprocess``       resize to the CLIP size, (x + 1) / 2, (x - mean) / std         differentiable
-``global_clip_loss``      1 - cos(E_I(x), E_T(y))                                      DiffusionCLIP eq. 7
+``global_clip_loss``      1 - cos(E_I(x), E_T(y))                                      DiffusionCLIP eq. 8
 ``text_direction``        dT = normalize(mean_templates(E_T(target) - E_T(source)))   DiffusionCLIP code
-``directional_clip_loss`` dI = E_I(x_edit) - E_I(x_src); 1 - cos(dI, dT)               DiffusionCLIP eq. 8
+``directional_clip_loss`` dI = E_I(x_edit) - E_I(x_src); 1 - cos(dI, dT)               DiffusionCLIP eq. 9
                           or -log((2 - (1 - cos)) / 2)  (their training code)
-``extending_augmentations`` N views: the first as is, the rest random affine + perspective  Blended Diffusion
 ``spherical_distance``    2 arcsin(|u - v| / 2)^2                                      Blended Diffusion code
 ``masked_attribute_ce``   sum_a CE(logits_a, y_a) over labels != -1                    000 eq. 6
 ``background_loss``       keep * ||x - X||^2 + keep * pd(x, X)                         000 eq. 7
@@ -20,7 +19,6 @@ function                  formula                                               
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -41,26 +39,12 @@ GARMENT_TEMPLATES: tuple[str, ...] = (
 )
 
 
-def clip_preprocess(images: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Differentiable CLIP preprocessing of images in [-1, 1] (B, 3, H, W): resize to ``size``
-    (bicubic, antialiased when shrinking), map to [0, 1], normalise with CLIP's mean and std."""
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-    x = (images + 1) / 2  # [-1, 1] -> [0, 1]  (DiffusionCLIP: Normalize(-1, 2))
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False,
-                          antialias=x.shape[-1] > size)
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - mean_t) / std_t
-
-
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a, b, dim=-1)
 
 
 def global_clip_loss(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-    """1 - cos(E_I(x), E_T(y)) per image (DiffusionCLIP eq. 7; the latent-optimisation baseline)."""
+    """1 - cos(E_I(x), E_T(y)) per image (DiffusionCLIP eq. 8; the latent-optimisation baseline)."""
     return 1 - cosine(image_features, text_features)
 
 
@@ -89,7 +73,7 @@ def text_direction(encode_text, source: str, target: str, templates: Sequence[st
 
 def directional_clip_loss(edited_features: torch.Tensor, source_features: torch.Tensor, direction: torch.Tensor,
                           form: str = "1-cos") -> torch.Tensor:
-    """Directional CLIP loss per image (DiffusionCLIP eq. 8): dI = E_I(edited) - E_I(source),
+    """Directional CLIP loss per image (DiffusionCLIP eq. 9): dI = E_I(edited) - E_I(source),
     L = 1 - cos(dI, dT). ``form="log"`` is what the authors' training code minimises:
     -log((2 - L) / 2) = -log((1 + cos) / 2). Both are 0 when dI is parallel to dT and largest when
     they are opposed."""
@@ -100,73 +84,6 @@ def directional_clip_loss(edited_features: torch.Tensor, source_features: torch.
     if form == "log":
         return -torch.log(((2 - loss) / 2).clamp(min=1e-8))
     return loss
-
-
-def affine_theta(angle_deg: torch.Tensor, translate: torch.Tensor) -> torch.Tensor:
-    """(N, 2, 3) affine matrices for ``F.affine_grid``: rotation then translation (in [-1, 1] units)."""
-    a = angle_deg * math.pi / 180
-    cos, sin = torch.cos(a), torch.sin(a)
-    return torch.stack([torch.stack([cos, -sin, translate[:, 0]], -1), torch.stack([sin, cos, translate[:, 1]], -1)], 1)
-
-
-def _perspective_grid(corners_shift: torch.Tensor, size: tuple[int, int], dtype, device) -> torch.Tensor:
-    """A sampling grid for a random perspective: the unit square's corners moved by ``corners_shift``
-    (N, 4, 2) in [-1, 1] units; solves the 8-parameter homography per view."""
-    src = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64)
-    n = corners_shift.shape[0]
-    grids = []
-    h, w = size
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, dtype=torch.float64), torch.linspace(-1, 1, w, dtype=torch.float64),
-                            indexing="ij")
-    ones = torch.ones_like(xs)
-    pts = torch.stack([xs, ys, ones], -1).reshape(-1, 3)  # (HW, 3) output coordinates
-    for k in range(n):
-        dst = src + corners_shift[k].to(torch.float64)
-        # Homography H mapping output (dst) coordinates to input (src) coordinates: 8 unknowns.
-        rows, rhs = [], []
-        for (x, y), (u, v) in zip(dst.tolist(), src.tolist()):
-            rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-            rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-            rhs += [u, v]
-        coeffs = torch.linalg.solve(torch.tensor(rows, dtype=torch.float64), torch.tensor(rhs, dtype=torch.float64))
-        hom = torch.cat([coeffs, torch.ones(1, dtype=torch.float64)]).view(3, 3)
-        mapped = pts @ hom.T
-        grids.append((mapped[:, :2] / mapped[:, 2:3]).reshape(h, w, 2))
-    return torch.stack(grids).to(dtype=dtype, device=device)
-
-
-def extending_augmentations(images: torch.Tensor, num_views: int = 8, generator: torch.Generator | None = None,
-                            degrees: float = 15.0, translate: float = 0.1, perspective_p: float = 0.7,
-                            distortion: float = 0.5) -> torch.Tensor:
-    """Blended Diffusion's "extending augmentations": ``num_views`` views of each image, the first
-    unaugmented, the others with a random affine (rotation up to ``degrees``, translation up to
-    ``translate`` of the size) and, with probability ``perspective_p``, a random perspective
-    (torchvision's distortion scale ``distortion``). Differentiable (grid_sample); returns
-    (num_views * B, 3, H, W), view-major. Random draws come from ``generator``."""
-    if images.dim() != 4:
-        raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
-    if num_views < 1:
-        raise ValueError(f"num_views must be >= 1, got {num_views}")
-    b, _, h, w = images.shape
-    views = [images]
-    n = (num_views - 1) * b
-    if n == 0:
-        return images
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * degrees
-    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * translate * 2  # fraction of size -> [-1, 1] units
-    theta = affine_theta(angle, shift).to(images.dtype).to(images.device)
-    repeated = images.repeat(num_views - 1, 1, 1, 1)
-    grid = F.affine_grid(theta, list(repeated.shape), align_corners=False)
-    out = F.grid_sample(repeated, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    use_persp = torch.rand(n, generator=generator) < perspective_p
-    corners = (torch.rand(n, 4, 2, generator=generator) * 2 - 1) * distortion * 0.5
-    if bool(use_persp.any()):
-        idx = use_persp.nonzero().flatten()
-        pgrid = _perspective_grid(corners[idx], (h, w), images.dtype, images.device)
-        warped = F.grid_sample(out[idx], pgrid, mode="bilinear", padding_mode="border", align_corners=True)
-        out = out.index_copy(0, idx.to(images.device), warped)
-    views.append(out)
-    return torch.cat(views)
 
 
 def masked_attribute_ce(logits: dict[str, torch.Tensor], labels: torch.Tensor,

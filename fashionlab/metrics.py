@@ -260,6 +260,19 @@ def mean_ci(values: torch.Tensor, rounds: int = 1000, level: float = 0.95,
 # ----------------------------------------------------------------------------------------
 # Edit metrics with ground truth
 # ----------------------------------------------------------------------------------------
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE (Guo et al., 2017): sum over confidence bins of |accuracy - confidence| weighted by bin size."""
+    confidence, pred = probs.max(dim=1)
+    correct = (pred == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (confidence > lo) & (confidence <= hi)
+        if bool(inside.any()):
+            ece += float(inside.float().mean() * (correct[inside].mean() - confidence[inside].mean()).abs())
+    return ece
+
+
 def predicted_attributes(logits: dict[str, torch.Tensor], attributes: tuple[str, ...]) -> torch.Tensor:
     """(B, A) class indices predicted by an attribute classifier's logits."""
     return torch.stack([logits[a].argmax(dim=1) for a in attributes], dim=1)

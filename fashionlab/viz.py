@@ -10,7 +10,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data.garments import PARTS, to_uint8
+from .data.garments import PARTS
+from .data.transforms import to_uint8
 
 # One colour per part label (background is transparent in overlays).
 PART_COLOURS = np.array([

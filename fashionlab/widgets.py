@@ -10,21 +10,21 @@ from dataclasses import replace
 
 import torch
 
-from .data import garments as G
+from .data import garments
+from .data.transforms import to_tensor
+from .methods.guided_edit import GuidedEditConfig, guided_edit
+from .viz import heatmap, image_grid
 
 
-def edit_figure(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual, spec: G.GarmentSpec,
+def edit_figure(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual, spec: garments.GarmentSpec,
                 targets: dict[str, str], cfg, seed: int = 0):
     """What the editor runs on *Edit*: Procedure 1 on the render of ``spec`` with ``cfg`` (noise from
     ``torch.Generator().manual_seed(seed)``). Returns the edit and a figure of the source, the
     attention region M-bar half-way, and the result. Also the static book's pre-run example.
     The source is rendered in the classifier's dtype, so a float64 copy of the models gives a
     float64 edit (chapter 06 runs its single demonstration so, to be the same on every CPU)."""
-    from .methods.guided_edit import guided_edit
-    from .viz import heatmap, image_grid
-
     parameter = next(classifier.parameters())
-    x = G.to_tensor(G.render(spec).image).unsqueeze(0).to(parameter.device, parameter.dtype)
+    x = to_tensor(garments.render(spec).image).unsqueeze(0).to(parameter.device, parameter.dtype)
     result = guided_edit(denoiser, alphas_cumprod, classifier, x, targets, cfg, perceptual, [spec.category],
                          torch.Generator().manual_seed(seed), return_trajectory=True)
     mask = result.masks[len(result.masks) // 2][0, 0]
@@ -44,13 +44,12 @@ def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    from .methods.guided_edit import GuidedEditConfig
 
     cfg = GuidedEditConfig() if cfg is None else cfg
-    specs = [G.spec_for(seed, i, "in") for i in range(n_garments)]
-    garment = W.Dropdown(options=[(f"{i}: {G.caption(s, 0)}", i) for i, s in enumerate(specs)], value=0,
+    specs = [garments.spec_for(seed, i, "in") for i in range(n_garments)]
+    garment = W.Dropdown(options=[(f"{i}: {garments.caption(s, 0)}", i) for i, s in enumerate(specs)], value=0,
                          description="garment", layout=W.Layout(width="520px"))
-    choices = [("-", None)] + [(f"{a} = {v}", (a, v)) for a in G.ATTRIBUTES for v in G.SCHEMA[a]]
+    choices = [("-", None)] + [(f"{a} = {v}", (a, v)) for a in garments.ATTRIBUTES for v in garments.SCHEMA[a]]
     first = W.Dropdown(options=choices, value=("pattern", "striped"), description="target 1")
     second = W.Dropdown(options=choices, value=None, description="target 2")
     strength = W.FloatLogSlider(value=cfg.strength, base=10, min=0, max=5, description="lambda")

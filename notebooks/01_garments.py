@@ -41,12 +41,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fashionlab import config
+from fashionlab import config, zoo
 from fashionlab.data import catalog
-from fashionlab.data import garments as G
+from fashionlab.data import garments
 from fashionlab.eval.claims import Claim, claims_table
 from fashionlab.viz import image_grid, part_legend_handles, parts_overlay
-from fashionlab.zoo.registry import read_manifest
 from myst_nb import glue
 
 pd.set_option("display.max_colwidth", None)
@@ -62,8 +61,8 @@ print("profile:", config.get_profile())
 # %%
 schema = pd.DataFrame(
     {
-        "values": [", ".join(v) for v in G.SCHEMA.values()],
-        "classes": [len(v) for v in G.SCHEMA.values()],
+        "values": [", ".join(v) for v in garments.SCHEMA.values()],
+        "classes": [len(v) for v in garments.SCHEMA.values()],
         "applies to": [
             "all",
             "tops and dresses",
@@ -74,9 +73,9 @@ schema = pd.DataFrame(
             "all",
             "all",
         ],
-        "region": [G.ATTRIBUTE_REGION[a] for a in G.SCHEMA],
+        "region": [garments.ATTRIBUTE_REGION[a] for a in garments.SCHEMA],
     },
-    index=list(G.SCHEMA),
+    index=list(garments.SCHEMA),
 )
 schema
 
@@ -85,11 +84,11 @@ schema
 # paper 000, eq. (6), expects. Asking for an impossible garment fails early, naming the problem:
 
 # %%
-spec = G.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck", pattern="striped", colour="red")
-print(spec.attribute_vector(), "<-", G.ATTRIBUTES)
-print(G.GarmentSpec("trousers", colour="blue").attribute_vector())
+spec = garments.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck", pattern="striped", colour="red")
+print(spec.attribute_vector(), "<-", garments.ATTRIBUTES)
+print(garments.GarmentSpec("trousers", colour="blue").attribute_vector())
 try:
-    G.GarmentSpec("trousers", neckline="v-neck")
+    garments.GarmentSpec("trousers", neckline="v-neck")
 except ValueError as err:
     print("ValueError:", err)
 
@@ -102,13 +101,13 @@ except ValueError as err:
 # and trousers are told apart at a glance, and so are stripes, checks and dots.
 
 # %%
-base = G.GarmentSpec("t-shirt", sleeve="short", neckline="round", collar=None, pattern="plain",
+base = garments.GarmentSpec("t-shirt", sleeve="short", neckline="round", collar=None, pattern="plain",
                      colour="teal", fabric="cotton", fit="regular")
 per_attribute_base = {
     "category": base,
     "sleeve": base,
     "neckline": base,
-    "collar": G.GarmentSpec("shirt", sleeve="long", collar="none", neckline="round", colour="teal"),
+    "collar": garments.GarmentSpec("shirt", sleeve="long", collar="none", neckline="round", colour="teal"),
     "pattern": base,
     "colour": base,
     "fabric": base.edit(category="jacket", sleeve="long", collar="none"),
@@ -116,11 +115,11 @@ per_attribute_base = {
 }
 images, titles, rows = [], [], []
 for attribute, start in per_attribute_base.items():
-    values = G.SCHEMA[attribute]
+    values = garments.SCHEMA[attribute]
     for k in range(8):
         if k < len(values):
             edited = start.edit(**{attribute: values[k]})
-            images.append(G.render(edited, 64).image)
+            images.append(garments.render(edited, 64).image)
             titles.append(values[k])
         else:
             images.append(None)
@@ -140,15 +139,15 @@ plt.show()
 # `in` domain (photo style, no extras) is what the unconditional diffusion model is trained on.
 
 # %%
-sample = [G.render(G.spec_for(0, i, "in"), 64).image for i in range(32)]
+sample = [garments.render(garments.spec_for(0, i, "in"), 64).image for i in range(32)]
 fig = image_grid(sample, ncols=16, cell=0.72)
 plt.show()
 
 # %%
-first = G.render(G.spec_for(0, 17), 64)
-again = G.render(G.spec_for(0, 17), 64)
+first = garments.render(garments.spec_for(0, 17), 64)
+again = garments.render(garments.spec_for(0, 17), 64)
 print("identical on re-render:", np.array_equal(first.image, again.image))
-print(G.spec_for(0, 17))
+print(garments.spec_for(0, 17))
 
 # %% [markdown]
 # ## Part maps: where each attribute lives
@@ -164,16 +163,16 @@ print(G.spec_for(0, 17))
 
 # %%
 examples = [
-    G.GarmentSpec("shirt", sleeve="long", collar="pointed", pattern="checked", colour="blue"),
-    G.GarmentSpec("dress", sleeve="elbow", neckline="v-neck", pattern="polka-dot", colour="pink", fit="loose"),
-    G.GarmentSpec("sweater", sleeve="long", collar="hood", fabric="knit", colour="orange"),
-    G.GarmentSpec("trousers", pattern="striped", colour="purple", fabric="denim", extras=("pocket", "belt")),
+    garments.GarmentSpec("shirt", sleeve="long", collar="pointed", pattern="checked", colour="blue"),
+    garments.GarmentSpec("dress", sleeve="elbow", neckline="v-neck", pattern="polka-dot", colour="pink", fit="loose"),
+    garments.GarmentSpec("sweater", sleeve="long", collar="hood", fabric="knit", colour="orange"),
+    garments.GarmentSpec("trousers", pattern="striped", colour="purple", fabric="denim", extras=("pocket", "belt")),
 ]
-renders = [G.render(s, 128) for s in examples]
+renders = [garments.render(s, 128) for s in examples]
 panels, titles = [], []
 for r in renders:
     panels += [r.image, parts_overlay(r.image, r.parts)]
-    titles += [G.caption(r.spec, 0, ("colour", "pattern")), "part map"]
+    titles += [garments.caption(r.spec, 0, ("colour", "pattern")), "part map"]
 fig = image_grid(panels, ncols=8, titles=titles, cell=1.5, title_size=6)
 fig.legend(handles=part_legend_handles(), loc="lower center", ncol=5, fontsize=7, frameon=False,
            bbox_to_anchor=(0.5, -0.06))
@@ -181,13 +180,13 @@ plt.show()
 
 # %%
 dress = renders[1]
-masks = [G.region_mask(dress.parts, a).numpy() for a in ("sleeve", "neckline", "colour", "fit")]
+masks = [garments.region_mask(dress.parts, a).numpy() for a in ("sleeve", "neckline", "colour", "fit")]
 shown = [np.where(m[..., None], dress.image, (dress.image * 0.25).astype(np.uint8)) for m in masks]
 fig = image_grid(shown, ncols=4, titles=["sleeve", "neckline", "colour / pattern / fabric", "category / fit"],
                  cell=1.6)
 plt.show()
 for attribute in ("sleeve", "neckline", "colour", "fit"):
-    share = G.region_mask(dress.parts, attribute).float().mean().item()
+    share = garments.region_mask(dress.parts, attribute).float().mean().item()
     print(f"{attribute:9s} region covers {share:.3f} of the image")
 
 # %% [markdown]
@@ -200,12 +199,12 @@ import torch  # noqa: E402
 
 agree, total = 0, 0
 for i in range(300):
-    r = G.render(G.spec_for(1, i, "all"), 64)
-    is_bg = torch.from_numpy(r.parts == G.BACKGROUND).float()[None, None]
+    r = garments.render(garments.spec_for(1, i, "all"), 64)
+    is_bg = torch.from_numpy(r.parts == garments.BACKGROUND).float()[None, None]
     interior = ((-torch.nn.functional.max_pool2d(-is_bg, 3, 1, 1) > 0.5)
                 | (torch.nn.functional.max_pool2d(is_bg, 3, 1, 1) < 0.5))[0, 0].numpy()
-    looks_bg = (r.image == np.array(G.BACKGROUNDS[r.spec.style], np.uint8)).all(axis=-1)
-    agree += int(((r.parts == G.BACKGROUND) == looks_bg)[interior].sum())
+    looks_bg = (r.image == np.array(garments.BACKGROUNDS[r.spec.style], np.uint8)).all(axis=-1)
+    agree += int(((r.parts == garments.BACKGROUND) == looks_bg)[interior].sum())
     total += int(interior.sum())
 print(f"label/pixel agreement away from the silhouette: {agree / total:.4f} of {total} pixels")
 
@@ -219,13 +218,13 @@ print(f"label/pixel agreement away from the silhouette: {agree / total:.4f} of {
 # own part label, *detail*. The `in_domain` flag is true only for photo style without extras.
 
 # %%
-tee = G.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck", pattern="striped", colour="green")
-styled = [G.render(tee.edit(style=s), 96).image for s in G.STYLES]
-extra_specs = [tee.edit(extras=(e,)) for e in G.EXTRAS] + [tee.edit(category="trousers", extras=G.EXTRAS)]
-extra_imgs = [G.render(s, 96).image for s in extra_specs]
-fig = image_grid(styled + extra_imgs, ncols=7, titles=list(G.STYLES) + list(G.EXTRAS) + ["all three"], cell=1.3)
+tee = garments.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck", pattern="striped", colour="green")
+styled = [garments.render(tee.edit(style=s), 96).image for s in garments.STYLES]
+extra_specs = [tee.edit(extras=(e,)) for e in garments.EXTRAS] + [tee.edit(category="trousers", extras=garments.EXTRAS)]
+extra_imgs = [garments.render(s, 96).image for s in extra_specs]
+fig = image_grid(styled + extra_imgs, ncols=7, titles=list(garments.STYLES) + list(garments.EXTRAS) + ["all three"], cell=1.3)
 plt.show()
-print("in_domain:", [s.in_domain for s in [tee.edit(style=x) for x in G.STYLES] + extra_specs])
+print("in_domain:", [s.in_domain for s in [tee.edit(style=x) for x in garments.STYLES] + extra_specs])
 
 # %% [markdown]
 # ## Captions
@@ -237,10 +236,10 @@ print("in_domain:", [s.in_domain for s in [tee.edit(style=x) for x in G.STYLES] 
 
 # %%
 for i in (3, 8, 21):
-    s = G.spec_for(2, i, "all")
-    for t in range(len(G.CAPTION_TEMPLATES)):
-        print(f"[{t}] {G.caption(s, t)}")
-    print(f"[0, colour+pattern] {G.caption(s, 0, ('colour', 'pattern'))}")
+    s = garments.spec_for(2, i, "all")
+    for t in range(len(garments.CAPTION_TEMPLATES)):
+        print(f"[{t}] {garments.caption(s, t)}")
+    print(f"[0, colour+pattern] {garments.caption(s, 0, ('colour', 'pattern'))}")
     print()
 
 # %% [markdown]
@@ -253,8 +252,8 @@ for i in (3, 8, 21):
 # batches them.
 
 # %%
-dataset = G.GarmentsDataset(length=100_000, seed=0, size=64, domain="in")
-loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=False, collate_fn=G.collate)
+dataset = garments.GarmentsDataset(length=100_000, seed=0, size=64, domain="in")
+loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=False, collate_fn=garments.collate)
 batch = next(iter(loader))
 print({k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items() if isinstance(v, torch.Tensor)})
 print(batch["caption"][0])
@@ -271,14 +270,14 @@ print(batch["attributes"][0].tolist())
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-clip_record = read_manifest()["models"]["garments-clip-s"]
+clip_record = zoo.model_card("garments-clip-s")
 need = clip_record["training_steps"] * clip_record["batch_size"] / (60 * clip_record["training_minutes"])
-specs = [G.spec_for(9, i, "in") for i in range(200)]
+specs = [garments.spec_for(9, i, "in") for i in range(200)]
 runs = []
 for _ in range(5):
     start = time.perf_counter()
     for s in specs:
-        G.render(s, 64)
+        garments.render(s, 64)
     runs.append(time.perf_counter() - start)
 speed = len(specs) / min(runs)
 glue("ch01_need", f"{need:.0f}", display=False)
@@ -302,7 +301,7 @@ frame = catalog.make_catalog(4000, seed=0)
 frame.head(6)
 
 # %%
-specs = [G.spec_for(0, i) for i in range(len(frame))]
+specs = [garments.spec_for(0, i) for i in range(len(frame))]
 frame["fabric"] = [s.fabric for s in specs]
 frame["sleeve"] = [s.sleeve or "n/a" for s in specs]
 frame["pattern"] = [s.pattern for s in specs]
@@ -385,7 +384,7 @@ else:
 missing_rate = frame[list(catalog.COLUMNS)].isna().any(axis=1).mean()
 winter_knit = (frame[frame.fabric == "knit"].season == "Winter").mean()
 winter_cotton = (frame[frame.fabric == "cotton"].season == "Winter").mean()
-trousers_attributes = G.GarmentSpec("trousers").attribute_vector()[1:4].tolist()
+trousers_attributes = garments.GarmentSpec("trousers").attribute_vector()[1:4].tolist()
 goal = "this book (goal)"
 claims_table([
     Claim(goal, "the same (seed, index) gives the same pixels (also tested across two processes)",

@@ -41,14 +41,14 @@ import pandas as pd
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from fashionlab import config
-from fashionlab.data import garments as G
+from fashionlab import config, zoo
+from fashionlab.data import garments
 from fashionlab.diffusion import core, inversion
-from fashionlab.diffusion.train import DDPMTrainConfig, train_ddpm
 from fashionlab.metrics import psnr, single_region_rate
 from fashionlab.eval.claims import Claim, claims_table
 from fashionlab.viz import image_grid
-from fashionlab.zoo import recipes, registry
+from fashionlab.train.ddpm import DDPMTrainConfig, train_ddpm
+from fashionlab.zoo import recipes
 from myst_nb import glue
 
 device = config.get_device()
@@ -69,14 +69,14 @@ print("profile:", config.get_profile(), "| device:", device.type)
 # %%
 scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
 alphas_cumprod = scheduler.alphas_cumprod
-x0 = torch.stack([G.to_tensor(G.render(G.spec_for(1, i), 64).image) for i in range(3)])
+x0 = garments.render_batch([garments.spec_for(1, i) for i in range(3)], 64)
 levels = [0, 50, 100, 200, 300, 500, 700, 999]
 gen = config.make_generator(0)
 noisy = []
 for image in x0:
     for t in levels:
-        a = alphas_cumprod[t]
-        noisy.append(a.sqrt() * image + (1 - a).sqrt() * torch.randn(image.shape, generator=gen))
+        alpha_bar_t = alphas_cumprod[t]
+        noisy.append(alpha_bar_t.sqrt() * image + (1 - alpha_bar_t).sqrt() * torch.randn(image.shape, generator=gen))
 fig = image_grid(noisy, ncols=len(levels), titles=[f"t = {t}" for t in levels] * 3, cell=1.1)
 plt.show()
 
@@ -106,17 +106,18 @@ print(f"SNR falls below 1 at t = {t_half}; SNR(999) = {snr[999]:.2e}; SNR(0) = {
 #
 # $$L_\text{simple} = \mathbb E_{x_0, \epsilon, t}\,\big\lVert \epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\epsilon,\ t)\big\rVert^2 .$$
 #
-# `fashionlab.diffusion.train.train_ddpm` is that loop, with AdamW, gradient clipping, an EMA of
+# `fashionlab.train.ddpm.train_ddpm` is that trainer, with AdamW, gradient clipping, an EMA of
 # the weights, optional bf16 autocast, checkpoints with resume and a CSV loss log. It runs through
-# 🤗 Accelerate, so the same recipe runs on this CPU or on GPUs. Here is a live run: a small UNet at
+# the book's one training loop, `fashionlab.train.loop.fit`, and 🤗 Accelerate, so the same recipe
+# runs on this CPU or on GPUs. Here is a live run: a small UNet at
 # 32 px for 200 steps, in fp32.
 
 # %%
-torch.manual_seed(0)  # parameter initialisation inside diffusers
-live_unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(16, 32, 32),
-                        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), layers_per_block=1,
-                        norm_num_groups=8, attention_head_dim=16)
+with config.seeded(0):  # parameter initialisation inside diffusers, without seeding the notebook's RNG
+    live_unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(16, 32, 32),
+                            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), layers_per_block=1,
+                            norm_num_groups=8, attention_head_dim=16)
 live_cfg = DDPMTrainConfig(batch_size=16, learning_rate=1e-3, total_steps=200, warmup_steps=20, bf16=False,
                            checkpoint_minutes=1e9, log_every=10)
 live_dir = Path(tempfile.mkdtemp())
@@ -144,11 +145,12 @@ plt.show()
 # `python -m fashionlab.zoo train garments-ddpm-64 --resume`), and its facts are in the zoo manifest:
 
 # %%
-model = registry.load_pixel_ddpm("garments-ddpm-64", device=device)
+model = zoo.load("garments-ddpm-64", device=device)
 unet, alphas_cumprod = model.unet, model.alphas_cumprod
 denoiser = core.PixelDenoiser(unet, model.scheduler)
 size = model.image_size
-record = registry.read_manifest()["models"].get("garments-ddpm-64", {}) if model.profile == "tiny" else {}
+card = zoo.model_card("garments-ddpm-64")
+record = card if model.profile == "tiny" and card["shipped"] else {}
 facts = {k: record.get(k) for k in ("parameters", "training_steps", "planned_steps", "batch_size", "training_minutes",
                                     "final_loss", "metrics")}
 print(model.source.split("/")[-1], "|", facts)
@@ -164,7 +166,7 @@ if record:
 
 # %%
 if model.profile == "tiny":
-    shipped_log = pd.read_csv(registry.WEIGHTS_DIR / "garments-ddpm-64.loss.csv")
+    shipped_log = pd.read_csv(card["loss_log"])
     fig, ax = plt.subplots(figsize=(5, 2.6))
     ax.plot(shipped_log.step, shipped_log.loss)
     ax.set(xlabel="step", ylabel=r"$L_\mathrm{simple}$", yscale="log", title="garments-ddpm-64 training")
@@ -197,7 +199,7 @@ for name, eta, steps in runs:
     outputs[(name, steps)] = out.x0.clamp(-1, 1).cpu()
 rows = []
 for (name, steps), images in outputs.items():
-    rate, _ = single_region_rate(images, G.BACKGROUNDS["photo"])
+    rate, _ = single_region_rate(images, garments.BACKGROUNDS["photo"])
     rows.append({"sampler": name, "steps": steps, "single garment region": f"{rate:.2f}"})
 pd.DataFrame(rows)
 
@@ -247,11 +249,11 @@ traj = core.sample(denoiser, x_T[:2], core.even_grid(999, 50), alphas_cumprod, r
 picks = [0, 5, 10, 15, 20, 30, 40, 49]
 grid_50 = core.even_grid(999, 50)
 t_of_step = list(reversed(grid_50[1:]))
-panels = [traj.xt_trajectory[k][0] for k in picks] + [traj.x0_trajectory[k][0].clamp(-1, 1) for k in picks]
+panels = [traj.x_ts[k][0] for k in picks] + [traj.x0_preds[k][0].clamp(-1, 1) for k in picks]
 fig = image_grid(panels, ncols=len(picks), titles=[f"t={t_of_step[k]}" for k in picks] + [""] * len(picks),
                  row_labels=["x_t", "P_t"], cell=1.05)
 plt.show()
-change = [float((traj.x0_trajectory[k] - traj.x0).abs().mean()) for k in range(50)]
+change = [float((traj.x0_preds[k] - traj.x0).abs().mean()) for k in range(50)]
 print("mean |P_t - x_0| at steps 0, 10, 20, 30, 40:", [round(change[k], 3) for k in (0, 10, 20, 30, 40)])
 
 # %% [markdown]
@@ -261,8 +263,8 @@ print("mean |P_t - x_0| at steps 0, 10, 20, 30, 40:", [round(change[k], 3) for k
 # and the mean training image.
 
 # %%
-probe = torch.stack([G.to_tensor(G.render(G.spec_for(1, 100 + i), size).image) for i in range(16)]).to(device)
-mean_image = torch.stack([G.to_tensor(G.render(G.spec_for(0, i), size).image) for i in range(256)]).mean(0)
+probe = garments.render_batch([garments.spec_for(1, 100 + i) for i in range(16)], size).to(device)
+mean_image = garments.render_batch([garments.spec_for(0, i) for i in range(256)], size).mean(0)
 gen = config.make_generator(5)
 pt_rows = []
 with torch.no_grad():
@@ -298,7 +300,7 @@ pt_quality
 # ## 5. DDIM inversion and DiffusionCLIP's step counts
 #
 # Run the deterministic step *upwards* and an image becomes a latent $x_{t_0}$ that DDIM maps back
-# to (nearly) the same image. DiffusionCLIP (§3.2, §4.3) inverts to a "return step" $t_0$ with
+# to (nearly) the same image. DiffusionCLIP (§3.1, §4.3) inverts to a "return step" $t_0$ with
 # $S_\text{inv}$ steps and generates back with $S_\text{gen}$ steps, on its own grid
 # `seq = int(linspace(0, 1, S) * t0)` whose last step goes to $-1$ ($\bar\alpha = 1$). It
 # evaluates $\epsilon_\theta$ at the *lower* timestep of each inversion step. The authors chose
@@ -307,7 +309,7 @@ pt_quality
 # never seen in training).
 
 # %%
-held = torch.stack([G.to_tensor(G.render(G.spec_for(1, i), size).image) for i in range(4)]).to(device)
+held = garments.render_batch([garments.spec_for(1, i) for i in range(4)], size).to(device)
 step_counts = (6, 20, 40)
 table = {}
 for t0 in (300, 500, 999):
@@ -397,11 +399,11 @@ step_error = 0.0
 for eta in (0.0, 0.5, 1.0):
     x_check = torch.randn(2, 3, 8, 8, generator=step_gen)
     grid_20 = core.diffusers_grid(ddim_scheduler, 20)
-    for t, t_prev in zip(reversed(grid_20[1:]), reversed(grid_20[:-1])):
+    for t, t_prev in core.reverse_pairs(grid_20):
         eps_check, z_check = torch.randn(x_check.shape, generator=step_gen), torch.randn(x_check.shape, generator=step_gen)
         reference = ddim_scheduler.step(eps_check, t, x_check, eta=eta, variance_noise=z_check).prev_sample
         ours = core.ddim_step(x_check, eps_check, core.alpha_bar_at(ddim_scheduler.alphas_cumprod, t),
-                              core.alpha_bar_at(ddim_scheduler.alphas_cumprod, t_prev), eta, noise=z_check).x_prev
+                              core.alpha_bar_at(ddim_scheduler.alphas_cumprod, t_prev), eta, noise=z_check).x_next
         step_error = max(step_error, float((ours - reference).abs().max()))
         x_check = reference
 pt_999 = pt_quality.loc[999, "MSE(P_t, x0): model"]

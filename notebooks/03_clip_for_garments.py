@@ -42,13 +42,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fashionlab import config, losses, metrics
-from fashionlab.data import garments as G
-from fashionlab.models import clip_training as CT
-from fashionlab.models.clip import encode_text, load_clip
+from fashionlab import config, losses, metrics, zoo
+from fashionlab.data import garments, transforms
+from fashionlab.eval import zero_shot
 from fashionlab.eval.claims import Claim, claims_table
+from fashionlab.models.clip import encode_text
+from fashionlab.train.clip import CLIPTrainConfig, random_caption, train_clip
 from fashionlab.viz import image_grid
-from fashionlab.zoo import registry
 from myst_nb import glue
 
 torch.set_grad_enabled(False)
@@ -78,22 +78,23 @@ print("profile:", config.get_profile(), "| device:", device.type)
 
 # %%
 rng = np.random.default_rng(0)
-demo = [G.spec_for(10, i, "all") for i in range(4)]
+demo = [garments.spec_for(10, i, "all") for i in range(4)]
 for spec in demo:
-    print(f"{spec.style:8s}|", CT.random_caption(spec, rng), "|", CT.random_caption(spec, rng))
+    print(f"{spec.style:8s}|", random_caption(spec, rng), "|", random_caption(spec, rng))
 
 # %% [markdown]
 # Here is a live run: `garments-clip-s` from scratch for 100 steps of 64 pairs, on 2,000 renders,
-# in fp32. The shipped model ran the same code (`CT.train_clip`) for thousands of steps with
-# batches of 128 on 60,000 renders (recipe `garments-clip-s` in `fashionlab/zoo/recipes.py`).
+# in fp32. The shipped model ran the same code (`fashionlab.train.clip.train_clip`, through the
+# book's one training loop) for thousands of steps with batches of 128 on 60,000 renders (recipe
+# `garments-clip-s` in `fashionlab/zoo/recipes.py`).
 
 # %%
-live_cfg = CT.CLIPTrainConfig(batch_size=64, total_steps=100, warmup_steps=10, bf16=False, checkpoint_minutes=1e9,
-                              log_every=10, cache_size=2000)
+live_cfg = CLIPTrainConfig(batch_size=64, total_steps=100, warmup_steps=10, bf16=False, checkpoint_minutes=1e9,
+                           log_every=10, cache_size=2000)
 live_dir = Path(tempfile.mkdtemp())
 start = time.perf_counter()
 with torch.enable_grad():  # the rest of the chapter runs without gradients
-    live_steps, _ = CT.train_clip("garments-clip-s", live_cfg, live_dir, progress=False)
+    live_steps, _ = train_clip("garments-clip-s", live_cfg, live_dir, progress=False)
 live_seconds = time.perf_counter() - start
 live_log = pd.read_csv(live_dir / "loss.csv")
 
@@ -102,8 +103,8 @@ live_log = pd.read_csv(live_dir / "loss.csv")
 print(f"{live_steps} steps in {live_seconds:.0f} s")
 
 # %%
-record = registry.read_manifest()["models"]["garments-clip-s"]
-shipped_log = pd.read_csv(registry.WEIGHTS_DIR / "garments-clip-s.loss.csv")
+record = zoo.model_card("garments-clip-s")
+shipped_log = pd.read_csv(record["loss_log"])
 print(f"live: loss {live_log.loss.iloc[0]:.2f} -> {live_log.loss.iloc[-1]:.2f} (log 64 = {np.log(64):.2f})")
 print(f"shipped: {record['training_steps']} steps x {record['batch_size']} in {record['training_minutes']:.0f} min, "
       f"final loss {record['final_loss']:.3f} (log 128 = {np.log(128):.2f}); temperature "
@@ -126,11 +127,11 @@ plt.show()
 # saw) shows what the loss asks for: a bright diagonal.
 
 # %%
-clip_model = load_clip("garments-clip-s", device=device)
+clip_model = zoo.load("garments-clip-s", device=device)
 encode = partial(encode_text, clip_model)  # prompts -> unit text embeddings
-held = G.render_cache(300, 600, progress=False)  # held-out garments of every style and extra
-held_f = CT.image_features(clip_model, held.images)
-pair_texts = [G.caption(s, 1) for s in held.specs[:8]]
+held = garments.render_cache(300, 600, progress=False)  # held-out garments of every style and extra
+held_f = zero_shot.image_features(clip_model, held.images)
+pair_texts = [garments.caption(s, 1) for s in held.specs[:8]]
 pair_sim = held_f[:8] @ encode(pair_texts).cpu().T
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})
 axes[0].imshow(np.concatenate(held.images[:8].numpy(), axis=1))
@@ -152,11 +153,11 @@ print("each image's best caption is its own:", (pair_sim.argmax(1) == torch.aran
 # closest to the image. Radford et al. found that averaging the embeddings of several prompts per
 # class (a *prompt ensemble*) beats a single prompt. Our ensembles name the class on every
 # category it applies to ("a striped t-shirt", "a striped dress", ...); the render style is asked
-# with "a photo of / a sketch of / a cartoon of ...". `CT.class_prompts` builds them:
+# with "a photo of / a sketch of / a cartoon of ...". `zero_shot.class_prompts` builds them:
 
 # %%
 for attribute in ("pattern", "sleeve", "style"):
-    prompts = CT.class_prompts(attribute)
+    prompts = zero_shot.class_prompts(attribute)
     first = next(iter(prompts))
     print(f"{attribute}: {len(prompts)} classes x {len(prompts[first])} prompts, e.g. {prompts[first][:3]}")
 
@@ -167,7 +168,7 @@ for attribute in ("pattern", "sleeve", "style"):
 # %%
 table = pd.DataFrame(record["metrics"]["accuracy_by_style"]).T
 table.insert(0, "all", pd.Series(record["metrics"]["accuracy"]))
-chance = {a: 1 / len(G.SCHEMA[a]) for a in G.ATTRIBUTES} | {"style": 1 / len(G.STYLES)}
+chance = {a: 1 / len(garments.SCHEMA[a]) for a in garments.ATTRIBUTES} | {"style": 1 / len(garments.STYLES)}
 table["chance"] = pd.Series(chance)
 table.round(3)
 
@@ -176,20 +177,20 @@ table.round(3)
 # Now live, on the 600 garments of seed 300: prompt ensemble against the first prompt alone.
 
 # %%
-def zero_shot(attribute: str, ensemble: bool) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def classify_zero_shot(attribute: str, ensemble: bool) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """(classes, predicted index, true index) over the held-out garments the attribute applies to."""
-    classes, class_f = CT.class_embeddings(clip_model, attribute, ensemble)
-    labels = CT.labels_of(held.specs, attribute)
+    classes, class_f = zero_shot.class_embeddings(clip_model, attribute, ensemble)
+    labels = zero_shot.labels_of(held.specs, attribute)
     keep = [i for i, v in enumerate(labels) if v is not None]
     pred = (held_f[keep] @ class_f.T).argmax(1)
     return classes, pred, torch.tensor([classes.index(labels[i]) for i in keep])
 
 
 rows = {}
-for attribute in G.ATTRIBUTES + ("style",):
+for attribute in garments.ATTRIBUTES + ("style",):
     acc = {}
     for ensemble in (False, True):
-        _, pred, truth = zero_shot(attribute, ensemble)
+        _, pred, truth = classify_zero_shot(attribute, ensemble)
         acc["ensemble" if ensemble else "single prompt"] = float((pred == truth).float().mean())
     rows[attribute] = acc
 live_zero_shot = pd.DataFrame(rows).T
@@ -202,7 +203,7 @@ live_zero_shot.round(3)
 
 # %%
 weakest = live_zero_shot["ensemble"].idxmin()
-classes, pred, truth = zero_shot(weakest, True)
+classes, pred, truth = classify_zero_shot(weakest, True)
 confusion = torch.zeros(len(classes), len(classes))
 confusion.index_put_((truth, pred), torch.ones(len(truth)), accumulate=True)
 confusion = confusion / confusion.sum(1, keepdim=True).clamp(min=1)
@@ -225,9 +226,9 @@ plt.show()
 # chance R@5 is 0.005.
 
 # %%
-held_text_f = torch.cat([encode([G.caption(s, 0) for s in held.specs[i:i + 200]]).cpu()
+held_text_f = torch.cat([encode([garments.caption(s, 0) for s in held.specs[i:i + 200]]).cpu()
                          for i in range(0, len(held.specs), 200)])
-live_recall = CT.retrieval_recall(held_f, held_text_f)
+live_recall = zero_shot.retrieval_recall(held_f, held_text_f)
 recall = pd.DataFrame({
     f"export (n={record['metrics']['n_heldout']})": {k: record["metrics"][k] for k in live_recall},
     f"live (n={len(held.specs)})": live_recall,
@@ -279,14 +280,14 @@ def edit_pairs(attribute: str, src: str, tgt: str, n: int = 60) -> tuple[list, t
     specs, sources, targets = [], [], []
     index = 0
     while len(specs) < n:
-        spec = G.spec_for(400, index, "in")
+        spec = garments.spec_for(400, index, "in")
         index += 1
         if getattr(spec, attribute) is None:
             continue
         spec = spec.edit(**{attribute: src})
         specs.append(spec)
-        sources.append(G.render(spec).image)
-        targets.append(G.render(spec.edit(**{attribute: tgt})).image)
+        sources.append(garments.render(spec).image)
+        targets.append(garments.render(spec.edit(**{attribute: tgt})).image)
     return specs, torch.from_numpy(np.stack(sources)), torch.from_numpy(np.stack(targets))
 
 
@@ -294,14 +295,14 @@ def edit_pairs(attribute: str, src: str, tgt: str, n: int = 60) -> tuple[list, t
 def text_dir(attribute: str, src: str, tgt: str, category: str) -> torch.Tensor:
     """Delta T for one edit, worded on the garment's category ("a plain t-shirt" -> "a striped t-shirt");
     on a t-shirt where the attribute does not apply to the category (sleeves of trousers)."""
-    base = CT.default_spec(category if G.applicable(attribute, category) else "t-shirt")
-    src_text, tgt_text = (G.caption(base.edit(**{attribute: v}), 0, (attribute,)) for v in (src, tgt))
+    base = garments.default_spec(category if garments.applicable(attribute, category) else "t-shirt")
+    src_text, tgt_text = (garments.caption(base.edit(**{attribute: v}), 0, (attribute,)) for v in (src, tgt))
     return losses.text_direction(encode, src_text, tgt_text)
 
 
 start = time.perf_counter()
 pairs = {name: edit_pairs(*edit) for name, edit in EDITS.items()}
-delta_i = {name: CT.image_features(clip_model, tgt) - CT.image_features(clip_model, src)
+delta_i = {name: zero_shot.image_features(clip_model, tgt) - zero_shot.image_features(clip_model, src)
            for name, (_, src, tgt) in pairs.items()}
 cos_matrix = pd.DataFrame(0.0, index=list(EDITS), columns=list(EDITS))
 for image_edit, (specs, _, _) in pairs.items():
@@ -386,25 +387,25 @@ pd.DataFrame(spread).T.round(3)
 # oracle's verdict (chapter 04). A real striped render of the same garment is the reference.
 
 # %%
-oracle = registry.load_evaluator("garments-oracle", device)
+oracle = zoo.load("garments-oracle", device=device)
 attack_specs, attack_src, attack_real = edit_pairs("pattern", "plain", "striped", n=8)
-x_src = torch.stack([G.to_tensor(image) for image in attack_src.numpy()]).to(device)
+x_src = transforms.to_model_input(attack_src).to(device)
 
 
 def embed(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(clip_model.model.encode_image(clip_model.pixels(x)), dim=-1)
 
 
-target_text = torch.cat([encode(G.caption(s.edit(pattern="striped"), 0, ("pattern",))) for s in attack_specs])
+target_text = torch.cat([encode(garments.caption(s.edit(pattern="striped"), 0, ("pattern",))) for s in attack_specs])
 stripe_dir = torch.cat([text_dir("pattern", "plain", "striped", s.category) for s in attack_specs])
-pattern_f = CT.class_embeddings(clip_model, "pattern")[1].to(device)
-STRIPED = G.SCHEMA["pattern"].index("striped")
+pattern_f = zero_shot.class_embeddings(clip_model, "pattern")[1].to(device)
+STRIPED = garments.SCHEMA["pattern"].index("striped")
 
 
 def judge(x: torch.Tensor) -> dict[str, float]:
     """CLIP score, CLIP's and the oracle's share of 'striped', and the score on 16 fresh views."""
     f = embed(x)
-    views = losses.extending_augmentations(x, 17, generator=torch.Generator().manual_seed(99))[len(x):]
+    views = transforms.extending_augmentations(x, 17, generator=torch.Generator().manual_seed(99))[len(x):]
     fresh = embed(views).view(16, len(x), -1)
     return {"CLIP score": float(metrics.clip_score(f, target_text).mean()),
             "CLIP score, fresh views": float(metrics.clip_score(fresh, target_text.expand(16, -1, -1)).mean()),
@@ -423,7 +424,7 @@ def attack(variant: str, steps: int = 60, eps: float = 16 / 255, lr: float = 0.0
             if variant == "global":
                 loss = losses.global_clip_loss(embed(x), target_text).mean()
             elif variant == "augmented":
-                augmented = embed(losses.extending_augmentations(x, views, generator=gen)).view(views, len(x), -1)
+                augmented = embed(transforms.extending_augmentations(x, views, generator=gen)).view(views, len(x), -1)
                 loss = losses.global_clip_loss(augmented, target_text.expand(views, -1, -1)).mean()
             else:
                 loss = losses.directional_clip_loss(embed(x), src_f, stripe_dir).mean()
@@ -438,7 +439,7 @@ def attack(variant: str, steps: int = 60, eps: float = 16 / 255, lr: float = 0.0
 start = time.perf_counter()
 attacked = {variant: attack(variant) for variant in ("global", "augmented", "directional")}
 attack_seconds = time.perf_counter() - start
-x_real = torch.stack([G.to_tensor(image) for image in attack_real.numpy()]).to(device)
+x_real = transforms.to_model_input(attack_real).to(device)
 rows = {"source (plain)": judge(x_src), "real striped render": judge(x_real)}
 rows.update({f"attack: {v}": judge(x) for v, x in attacked.items()})
 attack_table = pd.DataFrame(rows).T
@@ -486,7 +487,7 @@ m = record["metrics"]
 gain = float(live_zero_shot["gain"].mean())
 g, aug, dr = (attack_table.loc[f"attack: {v}"] for v in ("global", "augmented", "directional"))
 src_row, real_row = attack_table.loc["source (plain)"], attack_table.loc["real striped render"]
-glue("ch03_clip_b_m", f"{registry.read_manifest()['models']['garments-clip-b']['parameters'] / 1e6:.1f}",
+glue("ch03_clip_b_m", f"{zoo.model_card('garments-clip-b')['parameters'] / 1e6:.1f}",
      display=False)
 acc = m["accuracy"]
 matched_best = bool((cos_matrix.values.argmax(1) == np.arange(len(EDITS))).all())

@@ -43,33 +43,33 @@
 # grid below is {glue:text}`ch05_n_runs` runs of {glue:text}`ch05_mean_minutes` minutes each on
 # average ({glue:text}`ch05_total_hours` hours of training in all, from 17 s for a frozen backbone to
 # {glue:text}`ch05_max_minutes` minutes end to end); the notebook shows them from
-# `results/05_attrnet_tables.json` and trains one variant live.
+# the shipped results file `05_attrnet_tables.json` (package data, in `fashionlab.config.results_dir()`)
+# and trains one variant live.
 
 # %%
-import json
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from fashionlab import config
-from fashionlab.data import garments as G
-from fashionlab.models import attrnet_training as AT
-from fashionlab.models.attrnet import apply_strategy
+from fashionlab import config, zoo
+from fashionlab.data import garments, transforms
+from fashionlab.eval.classifiers import evaluate_attrnet
 from fashionlab.eval.claims import Claim, claims_table
+from fashionlab.experiments import ch05_attrnet_grid
+from fashionlab.models.attrnet import apply_strategy
+from fashionlab.train import attrnet as attrnet_training
 from fashionlab.viz import heatmap, image_grid
-from fashionlab.zoo import registry
-from myst_nb import glue
+from fashionlab.zoo.loaders import build_attrnet
 from fashionlab.zoo.recipes import RECIPES
+from myst_nb import glue
 
 torch.set_grad_enabled(False)
 device = config.get_device()
 print("profile:", config.get_profile(), "| device:", device.type)
-MANIFEST = registry.read_manifest()["models"]
-TABLES = json.loads(Path("results/05_attrnet_tables.json").read_text())
+TABLES = ch05_attrnet_grid.read_tables()
 train_minutes = [run["train_seconds"] / 60 for run in TABLES["runs"].values()]
 glue("ch05_n_runs", str(len(train_minutes)), display=False)
 glue("ch05_mean_minutes", f"{np.mean(train_minutes):.1f}", display=False)
@@ -93,8 +93,8 @@ glue("ch05_max_minutes", f"{np.max(train_minutes):.1f}", display=False)
 # answering the training set's most frequent value.
 
 # %%
-train = G.render_cache(AT.TRAIN_SEED, AT.N_TRAIN, domain="in", progress=False)
-test = G.render_cache(AT.TEST_SEED, AT.N_TEST, domain="in", progress=False)
+train = garments.render_cache(attrnet_training.TRAIN_SEED, attrnet_training.N_TRAIN, domain="in", progress=False)
+test = garments.render_cache(attrnet_training.TEST_SEED, attrnet_training.N_TEST, domain="in", progress=False)
 
 
 def majority_accuracy(k: int) -> float:
@@ -106,11 +106,11 @@ def majority_accuracy(k: int) -> float:
 
 
 labelled = pd.DataFrame({
-    "classes": {a: G.NUM_CLASSES[a] for a in G.ATTRIBUTES},
-    "labelled images": {a: int((train.attributes[:, k] >= 0).sum()) for k, a in enumerate(G.ATTRIBUTES)},
-    "images per class (mean)": {a: round(float((train.attributes[:, k] >= 0).sum()) / G.NUM_CLASSES[a])
-                                for k, a in enumerate(G.ATTRIBUTES)},
-    "majority-class accuracy": {a: round(majority_accuracy(k), 3) for k, a in enumerate(G.ATTRIBUTES)},
+    "classes": {a: garments.NUM_CLASSES[a] for a in garments.ATTRIBUTES},
+    "labelled images": {a: int((train.attributes[:, k] >= 0).sum()) for k, a in enumerate(garments.ATTRIBUTES)},
+    "images per class (mean)": {a: round(float((train.attributes[:, k] >= 0).sum()) / garments.NUM_CLASSES[a])
+                                for k, a in enumerate(garments.ATTRIBUTES)},
+    "majority-class accuracy": {a: round(majority_accuracy(k), 3) for k, a in enumerate(garments.ATTRIBUTES)},
 })
 labelled
 
@@ -135,11 +135,11 @@ labelled
 # CLIP trained on the same data with the same recipe.
 
 # %%
+cards = {name: zoo.model_card(name) for name in ("garments-vit-sup-s", "garments-clip-s", "garments-clip-b")}
 pretraining = pd.DataFrame({
-    name: {"training minutes": MANIFEST[name]["training_minutes"], "steps x batch":
-           f"{MANIFEST[name]['training_steps']} x {MANIFEST[name]['batch_size']}",
-           "parameters": MANIFEST[name]["parameters"]}
-    for name in ("garments-vit-sup-s", "garments-clip-s", "garments-clip-b")}).T
+    name: {"training minutes": card["training_minutes"], "steps x batch":
+           f"{card['training_steps']} x {card['batch_size']}", "parameters": card["parameters"]}
+    for name, card in cards.items()}).T
 pretraining
 
 # %% [markdown]
@@ -148,13 +148,13 @@ pretraining
 # the head's learning rate, as usual for fine-tuning).
 
 # %%
-net = AT.build_attrnet("clip", seed=0)
+net = build_attrnet("clip", seed=0)
 params = {}
 for strategy in ("attnpool", "last2", "last4", "e2e"):
     trainable = apply_strategy(net, strategy)
     params[strategy] = sum(p.numel() for p in trainable)
 print("trainable parameters:", params)
-logits, maps = net(net.preprocess(G.to_tensor(train.images[0].numpy()).unsqueeze(0)))
+logits, maps = net(net.preprocess(transforms.to_model_input(train.images[:1])))
 print("attention map per attribute:", tuple(maps["sleeve"].shape), "| sums to",
       round(float(maps["sleeve"].sum()), 4))
 
@@ -163,16 +163,16 @@ print("attention map per attribute:", tuple(maps["sleeve"].shape), "| sums to",
 #
 # The `clip / attnpool` variant, trained here for 600 steps of 64 images in fp32. With the
 # backbone frozen and no augmentation, the patch tokens of the 2,000 images are computed once, so
-# the run is fast. The tables below come from the same code (`AT.run_tables`), run once for every
-# variant and three seeds, in bf16 (`python -m fashionlab.models.attrnet_training`); their numbers
+# the run is fast. The tables below come from the same code (`fashionlab.experiments.ch05_attrnet_grid.run_tables`), run once for every
+# variant and three seeds, in bf16 (`python -m fashionlab.experiments.ch05_attrnet_grid`); their numbers
 # therefore differ from this fp32 run in the last digit or two.
 
 # %%
 start = time.perf_counter()
 with torch.enable_grad():
-    live = AT.build_attrnet("clip", seed=0)
-    run = AT.train_attrnet(live, "attnpool", train, AT.AttrNetTrainConfig())
-live_result = AT.evaluate_attrnet(live, test)
+    live = build_attrnet("clip", seed=0)
+    run = attrnet_training.train_attrnet(live, "attnpool", train, attrnet_training.AttrNetTrainConfig())
+live_result = evaluate_attrnet(live, test)
 live_seconds = time.perf_counter() - start
 
 # %%
@@ -180,7 +180,7 @@ live_seconds = time.perf_counter() - start
 print(f"train + evaluate: {live_seconds:.0f} s")
 
 # %%
-grid_seed0 = TABLES["runs"][AT.Variant("clip", "attnpool").key]
+grid_seed0 = TABLES["runs"][attrnet_training.Variant("clip", "attnpool").key]
 print(f"held-out mean accuracy: live {live_result['mean_accuracy']:.3f}, table (bf16, seed 0) "
       f"{grid_seed0['mean_accuracy']:.3f}")
 fig, ax = plt.subplots(figsize=(4.5, 2.6))
@@ -195,8 +195,8 @@ plt.show()
 # batches), ± the standard deviation between seeds.
 
 # %%
-variants = AT.table_variants()
-mean, std, seeds = AT.summarise_runs(TABLES["runs"], variants)
+variants = attrnet_training.table_variants()
+mean, std, seeds = ch05_attrnet_grid.summarise_runs(TABLES["runs"], variants)
 
 
 def show(rows: list[str], frame_mean: pd.DataFrame = mean, frame_std: pd.DataFrame = std) -> pd.DataFrame:
@@ -216,10 +216,10 @@ for key, value in {
         "ch05_clip_gain_lo": f"{min(clip_gains):.2f}", "ch05_clip_gain_hi": f"{max(clip_gains):.2f}",
         "ch05_random_over_last4": f"{mean.loc['random / e2e [s]', 'average'] - mean.loc['supervised / last4 [s]', 'average']:.2f}",
         "ch05_random_neckline": neckline["random / e2e [s]"], "ch05_sup_neckline": neckline["supervised / attnpool [s]"],
-        "ch05_backbone_m": f"{MANIFEST['garments-vit-sup-s']['parameters'] / 1e6:.1f}",
+        "ch05_backbone_m": f"{zoo.model_card('garments-vit-sup-s')['parameters'] / 1e6:.1f}",
         "ch05_fabric_mean": f"{mean['fabric'].mean():.2f}", "ch05_fabric_lo": f"{mean['fabric'].min():.2f}",
         "ch05_fabric_hi": f"{mean['fabric'].max():.2f}",
-        "ch05_fabric_floor": f"{majority_accuracy(G.ATTRIBUTES.index('fabric')):.2f}"}.items():
+        "ch05_fabric_floor": f"{majority_accuracy(garments.ATTRIBUTES.index('fabric')):.2f}"}.items():
     glue(key, value, display=False)
 show(table2_rows)
 
@@ -311,10 +311,10 @@ show([f"{i} / attnpool [s]" for i in ("supervised", "clip")] + [f"{i} / attnpool
 
 # %%
 clip_metrics = pd.DataFrame({
-    name: {**{f"zero-shot {a}": MANIFEST[name]["metrics"]["accuracy"][a] for a in G.ATTRIBUTES},
-           "image-to-text R@1": MANIFEST[name]["metrics"]["image_to_text_R@1"],
-           "text-to-image R@1": MANIFEST[name]["metrics"]["text_to_image_R@1"],
-           "final contrastive loss": MANIFEST[name]["final_loss"]}
+    name: {**{f"zero-shot {a}": cards[name]["metrics"]["accuracy"][a] for a in garments.ATTRIBUTES},
+           "image-to-text R@1": cards[name]["metrics"]["image_to_text_R@1"],
+           "text-to-image R@1": cards[name]["metrics"]["text_to_image_R@1"],
+           "final contrastive loss": cards[name]["final_loss"]}
     for name in ("garments-clip-s", "garments-clip-b")}).T
 clip_metrics.round(3)
 
@@ -337,15 +337,15 @@ glue("ch05_b_gain_attnpool", f"{gain_attnpool:+.3f}", display=False)
 glue("ch05_s_std_attnpool", f"{std.loc['clip / attnpool [s]', 'average']:.3f}", display=False)
 glue("ch05_b_gain_e2e", f"{gain_e2e:+.3f}", display=False)
 glue("ch05_b_gain_e2e_sd", f"{gain_e2e / std.loc['clip / e2e [s]', 'average']:.0f}", display=False)
-glue("ch05_b_wins_e2e", str(int((mean.loc["clip / e2e [b]", list(G.ATTRIBUTES)]
-                                 > mean.loc["clip / e2e [s]", list(G.ATTRIBUTES)]).sum())), display=False)
+glue("ch05_b_wins_e2e", str(int((mean.loc["clip / e2e [b]", list(garments.ATTRIBUTES)]
+                                 > mean.loc["clip / e2e [s]", list(garments.ATTRIBUTES)]).sum())), display=False)
 glue("ch05_b_e2e_minutes", f"{e2e_minutes('garments-clip-b'):.1f}", display=False)
 glue("ch05_s_e2e_minutes", f"{e2e_minutes('garments-clip-s'):.1f}", display=False)
 show(table4_rows)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 2.8))
-attrs = list(G.ATTRIBUTES)
+attrs = list(garments.ATTRIBUTES)
 for k, row in enumerate(table4_rows):
     ax.bar(np.arange(len(attrs)) + (k - 1.5) * 0.2, mean.loc[row, attrs], width=0.2, yerr=std.loc[row, attrs],
            capsize=2, label=row, color=f"C{k // 2}", alpha=1.0 if k % 2 else 0.5)
@@ -376,8 +376,8 @@ plt.show()
 # plays no part in the choice.
 
 # %%
-best, best_validation = AT.best_variant(TABLES["runs"], variants)
-best_s, best_s_validation = AT.best_variant(TABLES["runs"], [v for v in variants if v.clip_name == "garments-clip-s"])
+best, best_validation = ch05_attrnet_grid.best_variant(TABLES["runs"], variants)
+best_s, best_s_validation = ch05_attrnet_grid.best_variant(TABLES["runs"], [v for v in variants if v.clip_name == "garments-clip-s"])
 shipped = RECIPES["garments-attrnet"].variant
 print(f"best row on validation, all rows:   {best.init} / {best.strategy} [{best.clip_name}] ({best_validation:.3f})")
 print(f"best row on validation, -s rows:    {best_s.init} / {best_s.strategy} [{best_s.clip_name}] "
@@ -394,18 +394,18 @@ glue("ch05_b_validation_gain", f"{best_validation - best_s_validation:.3f}", dis
 # looks *away* from the collar. The shipped classifier on the held-out garments:
 
 # %%
-shipped_metrics = MANIFEST["garments-attrnet"]["metrics"]
+shipped_metrics = zoo.model_card("garments-attrnet")["metrics"]
 pd.DataFrame({"held-out accuracy": shipped_metrics["accuracy"]}).T.assign(mean=shipped_metrics["mean_accuracy"])
 
 # %% [markdown]
 # Its fabric confusions on the held-out garments (rows: truth, columns: prediction):
 
 # %%
-attrnet = registry.load_evaluator("garments-attrnet", device)
-fabric_k = G.ATTRIBUTES.index("fabric")
-predicted = torch.cat([attrnet(AT.model_pixels(attrnet, test.images[i:i + 250]).to(device))[0]["fabric"].argmax(1).cpu()
+attrnet = zoo.load("garments-attrnet", device=device)
+fabric_k = garments.ATTRIBUTES.index("fabric")
+predicted = torch.cat([attrnet(attrnet_training.model_pixels(attrnet, test.images[i:i + 250]).to(device))[0]["fabric"].argmax(1).cpu()
                        for i in range(0, len(test), 250)])
-names = list(G.SCHEMA["fabric"])
+names = list(garments.SCHEMA["fabric"])
 pd.crosstab(pd.Categorical([names[i] for i in test.attributes[:, fabric_k]], names),
             pd.Categorical([names[i] for i in predicted], names), rownames=["truth"], colnames=["predicted"])
 
@@ -417,15 +417,15 @@ pd.crosstab(pd.Categorical([names[i] for i in test.attributes[:, fabric_k]], nam
 
 # %%
 sample = test.images[:4]
-logits, maps = attrnet(AT.model_pixels(attrnet, sample).to(device))
+logits, maps = attrnet(attrnet_training.model_pixels(attrnet, sample).to(device))
 cells = []
 for i in range(4):
     cells.append(sample[i].numpy())
-    for a in G.ATTRIBUTES:
+    for a in garments.ATTRIBUTES:
         up = torch.nn.functional.interpolate(maps[a][i][None, None].cpu(), size=(64, 64), mode="bilinear")[0, 0]
         overlay = 0.45 * sample[i].numpy() + 0.55 * heatmap(up)
         cells.append(overlay.round().astype(np.uint8))
-image_grid(cells, ncols=1 + len(G.ATTRIBUTES), titles=(["image"] + list(G.ATTRIBUTES)) * 4, cell=1.0)
+image_grid(cells, ncols=1 + len(garments.ATTRIBUTES), titles=(["image"] + list(garments.ATTRIBUTES)) * 4, cell=1.0)
 plt.show()
 
 # %% [markdown]
@@ -441,12 +441,12 @@ plt.show()
 #
 # For each attribute, the share of its attention map inside the attribute's ground-truth region
 # (sleeves for `sleeve`, the neck area for `neckline` and `collar`, the whole garment for
-# `colour`, ...; `G.region_mask`), against the share a uniform map would put there (the region's
+# `colour`, ...; `garments.region_mask`), against the share a uniform map would put there (the region's
 # area). A ratio above 1 means the query looks where the attribute is.
 
 # %%
-att_mean, att_std, _ = AT.summarise_runs(TABLES["runs"], variants, "attention_in_region")
-uni_mean, _, _ = AT.summarise_runs(TABLES["runs"], variants, "uniform_in_region")
+att_mean, att_std, _ = ch05_attrnet_grid.summarise_runs(TABLES["runs"], variants, "attention_in_region")
+uni_mean, _, _ = ch05_attrnet_grid.summarise_runs(TABLES["runs"], variants, "uniform_in_region")
 map_rows = table2_rows + table4_rows[1::2]
 mass = att_mean.loc[map_rows].drop(columns="average")
 # the uniform share depends only on the held-out garments, so it is one row for every variant
@@ -574,5 +574,5 @@ claims_table([
 # 3. Train `random / attnpool`. How much of the attention-mass ratio comes from pretraining?
 # 4. Evaluate `garments-attrnet` on sketches and cartoons (`domain="all"`). Which attributes
 #    survive the change of style, and why might CLIP pretraining matter there?
-# 5. Render 200 garments at 128 px (`G.render`) and downsample them. Is fabric hard because of
+# 5. Render 200 garments at 128 px (`garments.render`) and downsample them. Is fabric hard because of
 #    the classifier or because 64 px erase the texture?

@@ -27,33 +27,29 @@
 # 4. read an edit table: success, consistency, preservation and perceptual distance, with CIs.
 
 # %%
-import json
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from fashionlab import config
-from fashionlab.data import garments as G
-from fashionlab.methods import benchmark as B
-from fashionlab.methods import guided_edit as GE
-from fashionlab.methods import guided_edit_tables as T
+from fashionlab import config, zoo
+from fashionlab.data import garments
+from fashionlab.eval import edits
 from fashionlab.eval.claims import Claim, claims_table
+from fashionlab.experiments import ch06_guided_edit
+from fashionlab.methods.guided_edit import guided_edit
 from fashionlab.metrics import predicted_attributes
 from fashionlab.viz import heatmap, image_grid
-from fashionlab.zoo import registry
 from myst_nb import glue
 
 torch.set_grad_enabled(False)
 device = config.get_device()
 print("profile:", config.get_profile(), "| device:", device.type)
-M = T.load_edit_models(device)  # the DDPM, garments-attrnet, the CLIP, and the two perceptual distances
-denoiser, alphas_cumprod, attrnet = M.denoiser, M.alphas_cumprod, M.classifier
-RESULTS = {part: json.loads(Path(f"results/06_{part}.json").read_text())
-           for part in ("main", "confirm", "sweep", "classifiers")}
+models = ch06_guided_edit.load_edit_models(device)  # the DDPM, garments-attrnet, the CLIP, 2 perceptual distances
+denoiser, alphas_cumprod, attrnet = models.denoiser, models.alphas_cumprod, models.classifier
+RESULTS = {part: ch06_guided_edit.read_results(part) for part in ch06_guided_edit.PARTS}
 
 # %% [markdown]
 # ## 1. Procedure 1
@@ -79,22 +75,22 @@ RESULTS = {part: json.loads(Path(f"results/06_{part}.json").read_text())
 # Here is one edit, step by step: $P_t$ and $\bar M$ every 15 steps.
 
 # %%
-source_spec = G.spec_for(600, 3, "in")
-print("source:", G.caption(source_spec, 0))
-x = G.to_tensor(G.render(source_spec).image).unsqueeze(0).to(device)
-cfg = T.TABLE_EDIT  # the paper's k and views; lambda and the background weights tuned on garments (section 5)
+source_spec = garments.spec_for(600, 3, "in")
+print("source:", garments.caption(source_spec, 0))
+x = garments.render_batch([source_spec]).to(device)
+cfg = ch06_guided_edit.TABLE_EDIT  # the paper's k and views; lambda and the background weights tuned on garments (section 5)
 print(f"lambda {cfg.strength:g}, k {cfg.depth}, {cfg.steps} steps, {cfg.views} views, background weights "
       f"{cfg.mse_weight:g} (MSE) / {cfg.perceptual_weight:g} (perceptual)")
 start = time.perf_counter()
-out = GE.guided_edit(denoiser, alphas_cumprod, attrnet, x, {"pattern": "striped"}, cfg, M.guide_perceptual,
+out = guided_edit(denoiser, alphas_cumprod, attrnet, x, {"pattern": "striped"}, cfg, models.guide_perceptual,
                      [source_spec.category], torch.Generator().manual_seed(0), return_trajectory=True)
 one_edit_seconds = time.perf_counter() - start
-shipped_maps = registry.read_manifest()["models"]["garments-attrnet"]["metrics"]
+shipped_maps = zoo.model_card("garments-attrnet")["metrics"]
 for attribute in ("neckline", "pattern"):
     glue(f"ch06_{attribute}_ratio", f"{shipped_maps['attention_in_region'][attribute] / shipped_maps['uniform_in_region'][attribute]:.2f}",
          display=False)
-show = list(range(0, len(out.p_t), 15)) + [len(out.p_t) - 1]
-cells = [out.p_t[i][0].cpu() for i in show] + [heatmap(out.masks[i][0, 0], vmax=1) for i in show]
+show = list(range(0, len(out.x0_preds), 15)) + [len(out.x0_preds) - 1]
+cells = [out.x0_preds[i][0].cpu() for i in show] + [heatmap(out.masks[i][0, 0], vmax=1) for i in show]
 image_grid(cells, ncols=len(show), titles=[f"t={out.grid[::-1][i]}" for i in show] * 2,
            row_labels=["P_t", "M-bar"], cell=1.1)
 plt.show()
@@ -124,11 +120,12 @@ print(f"one edit, {cfg.steps} steps from k={cfg.depth}: {one_edit_seconds:.1f} s
 # optimises CLIP's opinion, not the attribute.
 
 # %%
-fig1_tasks = B.render_tasks([t for t in B.make_tasks(601, 1)])
-methods = GE.edit_methods(denoiser, alphas_cumprod, attrnet, M.clip, M.guide_perceptual, cfg, T.TABLE_BLENDED)
+fig1_tasks = edits.render_tasks(edits.make_tasks(601, 1))
+methods = ch06_guided_edit.edit_methods(denoiser, alphas_cumprod, attrnet, models.clip, models.guide_perceptual, cfg,
+                                        ch06_guided_edit.TABLE_BLENDED)
 blended = methods["Blended Diffusion"]
 fig1 = blended(fig1_tasks, torch.Generator().manual_seed(0))
-fig1_scores = B.score_edits(fig1_tasks, fig1, M.oracle, M.judge_perceptual)
+fig1_scores = edits.score_edits(fig1_tasks, fig1, models.oracle, models.judge_perceptual)
 titles = [f"{t.attribute}->{t.value}" for t in fig1_tasks.tasks]
 verdict = ["ok" if s else "failed" for s in fig1_scores["success"].tolist()]
 image_grid([*fig1_tasks.images, *fig1.cpu()], ncols=len(titles),
@@ -150,16 +147,16 @@ plt.show()
 # %%
 def one_by_one(method) -> torch.Tensor:
     """Each task on its own, from seed 0: the edit the editor below would make for it."""
-    return torch.cat([method(B.render_tasks([task]), torch.Generator().manual_seed(0)) for task in fig1_tasks.tasks])
+    return torch.cat([method(edits.render_tasks([task]), torch.Generator().manual_seed(0)) for task in fig1_tasks.tasks])
 
 
 ours = one_by_one(methods["ours"])
 ablated = one_by_one(methods["ours, no background loss"])
-ideal = torch.stack([G.to_tensor(G.render(t.target).image) for t in fig1_tasks.tasks])
+ideal = garments.render_batch([t.target for t in fig1_tasks.tasks])
 
 
 def verdicts(edited: torch.Tensor) -> list[str]:
-    scores = B.score_edits(fig1_tasks, edited, M.oracle, M.judge_perceptual)
+    scores = edits.score_edits(fig1_tasks, edited, models.oracle, models.judge_perceptual)
     return [f"{'ok' if s else 'failed'}, MSE out {l:.3f}" for s, l in zip(scores["success"], scores["l2_outside"])]
 
 
@@ -179,10 +176,10 @@ plt.show()
 
 # %%
 multi = [{"pattern": "striped", "colour": "blue"}, {"sleeve": "long", "colour": "green"}]
-multi_src = [G.spec_for(602, i, "in") for i in range(8)]
+multi_src = [garments.spec_for(602, i, "in") for i in range(8)]
 multi_src = [s for s in multi_src if s.sleeve is not None][:2]
-xs = torch.stack([G.to_tensor(G.render(s).image) for s in multi_src]).to(device)
-multi_out = [GE.guided_edit(denoiser, alphas_cumprod, attrnet, xs, targets, cfg, M.guide_perceptual,
+xs = garments.render_batch(multi_src).to(device)
+multi_out = [guided_edit(denoiser, alphas_cumprod, attrnet, xs, targets, cfg, models.guide_perceptual,
                             [s.category for s in multi_src], torch.Generator().manual_seed(1)).edited.cpu()
              for targets in multi]
 image_grid([*xs.cpu(), *multi_out[0], *multi_out[1]], ncols=2,
@@ -200,20 +197,20 @@ plt.show()
 # %% [markdown]
 # ## 5. Ablations (Fig. 8): the background loss and λ, and how we chose them
 #
-# Precomputed by `python -m fashionlab.methods.guided_edit_tables sweep`: 8 garments per edit
+# Precomputed by `python -m fashionlab.experiments.ch06_guided_edit sweep`: 8 garments per edit
 # type (pattern, colour, sleeve) of Garments seed 603, for every λ and every weighting of the
 # background loss (Blended Diffusion's 1e4 / 1e3 for MSE / perceptual, two lighter ones, and
 # none). These garments are the only ones any setting was chosen on.
 #
 # Success alone would pick the weakest background loss: with little to hold it, k = 750 lets the
 # DDPM redraw the whole garment, and a redrawn garment often has the target value *and* a new
-# neckline, fabric and colour. So the rule (`T.choose_setting`) maximises the **edit score**, the
+# neckline, fabric and colour. So the rule (`ch06_guided_edit.choose_setting`) maximises the **edit score**, the
 # mean over edits of success × consistency (the edit happened *and* the other attributes
 # stayed), over the settings with a background loss.
 
 # %%
-sweep = T.sweep_summary(RESULTS["sweep"])
-chosen_strength, chosen_weights = T.choose_setting(RESULTS["sweep"])
+sweep = ch06_guided_edit.sweep_summary(RESULTS["sweep"])
+chosen_strength, chosen_weights = ch06_guided_edit.choose_setting(RESULTS["sweep"])
 chosen_key = (f"{chosen_weights[0]:g} / {chosen_weights[1]:g}", chosen_strength)
 print(f"chosen: lambda {chosen_strength:g}, background weights {chosen_key[0]} (MSE / perceptual)")
 assert (cfg.strength, cfg.mse_weight, cfg.perceptual_weight) == (chosen_strength, *chosen_weights), \
@@ -232,7 +229,7 @@ axes[2].set_yscale("log")
 axes[0].legend(title="MSE / pd weight", fontsize=7, title_fontsize=7)
 plt.tight_layout()
 plt.show()
-glue("ch06_attrnet_m", f"{registry.read_manifest()['models']['garments-attrnet']['parameters'] / 1e6:.1f}",
+glue("ch06_attrnet_m", f"{zoo.model_card('garments-attrnet')['parameters'] / 1e6:.1f}",
      display=False)
 weightings = [w for w in dict.fromkeys(sweep.index.get_level_values("background")) if w != "none"]
 falls = [w for w in weightings if sweep.loc[w, "success"].iloc[-1] < sweep.loc[w, "success"].max()]
@@ -263,12 +260,12 @@ sweep.round(3)
 # ## 6. Do better classifiers guide better? (Fig. 7)
 #
 # Paper 000 guides with classifiers of different accuracy and shows the better ones edit better.
-# `python -m fashionlab.methods.guided_edit_tables classifiers` trains four variants of chapter
+# `python -m fashionlab.experiments.ch06_guided_edit classifiers` trains four variants of chapter
 # 05 as its grid does (seed 0), and edits 8 garments per edit type of seed 604 with each (48
 # edits per classifier, the chapter's settings otherwise):
 
 # %%
-by_classifier = B.summarise_edits(RESULTS["classifiers"], pooled=True).droplevel("edit")
+by_classifier = edits.summarise_edits(RESULTS["classifiers"], pooled=True).droplevel("edit")
 by_classifier = by_classifier[["n", "success", "success_lo", "success_hi", "consistency", "l2_outside"]]
 by_classifier.insert(0, "classifier accuracy (validation)", pd.Series(RESULTS["classifiers"]["accuracy"]))
 by_classifier = by_classifier.sort_values("classifier accuracy (validation)")
@@ -298,38 +295,29 @@ by_classifier.round(3)
 # %% [markdown]
 # ## 7. The table
 #
-# `python -m fashionlab.methods.guided_edit_tables main`: 17 held-out garments per edit type
+# `python -m fashionlab.experiments.ch06_guided_edit main`: 17 held-out garments per edit type
 # (102 in all, Garments seed 610), three methods, 95 % bootstrap intervals. Then the same on
 # seed 620 (`confirm`). Neither set was used for any choice; the settings came from seed 603
 # (section 5).
 
 # %%
-def with_ci(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame[["n", "seconds_per_edit"]].copy()
-    out["n"] = out["n"].astype(int)
-    out["seconds_per_edit"] = out["seconds_per_edit"].round(1)
-    for s in ("success", "consistency", "l2_outside", "perceptual"):
-        out[s] = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(frame[s], frame[f"{s}_lo"], frame[f"{s}_hi"])]
-    return out
-
-
 def pooled(table: dict) -> pd.DataFrame:
     """One row per method over all its edits."""
-    return B.summarise_edits(table, pooled=True).droplevel("edit")
+    return edits.summarise_edits(table, pooled=True).droplevel("edit")
 
 
-main = B.summarise_edits(RESULTS["main"])
-with_ci(main)
+main = edits.summarise_edits(RESULTS["main"])
+edits.table_with_ci(main)
 
 # %% [markdown]
 # Over all edit types (each method's 102 edits pooled), on the main set and on the confirmation set:
 
 # %%
-with_ci(pooled(RESULTS["main"]))
+edits.table_with_ci(pooled(RESULTS["main"]))
 
 # %%
-confirm = B.summarise_edits(RESULTS["confirm"])
-with_ci(pooled(RESULTS["confirm"]))
+confirm = edits.summarise_edits(RESULTS["confirm"])
+edits.table_with_ci(pooled(RESULTS["confirm"]))
 
 # %% [markdown]
 # Does the confirmation set agree? For each method and edit type, is the main table's mean
@@ -362,16 +350,16 @@ agree.unstack("edit")
 # %%
 both = {"batches": {f"{part}|{key}": entry for part in ("main", "confirm")
                     for key, entry in RESULTS[part]["batches"].items()}}
-both_by_type = B.summarise_edits(both)
+both_by_type = edits.summarise_edits(both)
 ROWS = ("ours", "ours, no background loss", "Blended Diffusion")
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.9))
 for ax, score in zip(axes, ("success", "consistency")):
     for k, method in enumerate(ROWS):
-        part = both_by_type.loc[method].reindex(B.EDIT_TYPES)
-        x = np.arange(len(B.EDIT_TYPES)) + (k - 1) * 0.27
+        part = both_by_type.loc[method].reindex(edits.EDIT_TYPES)
+        x = np.arange(len(edits.EDIT_TYPES)) + (k - 1) * 0.27
         ax.bar(x, part[score], width=0.27, label=method,
                yerr=[part[score] - part[f"{score}_lo"], part[f"{score}_hi"] - part[score]], capsize=2)
-    ax.set_xticks(range(len(B.EDIT_TYPES)), B.EDIT_TYPES)
+    ax.set_xticks(range(len(edits.EDIT_TYPES)), edits.EDIT_TYPES)
     ax.set(ylabel=f"{score} (oracle)", ylim=(0, 1.05), title="both held-out sets, 34 garments per bar")
 axes[0].axhline(0.8, color="grey", lw=0.6, ls=":")
 axes[0].legend(fontsize=7, loc="upper right")
@@ -397,7 +385,7 @@ glue("ch06_ablation_outside", f"{both_pooled.loc['ours, no background loss', 'l2
 glue("ch06_ours_consistency", f"{both_pooled.loc['ours', 'consistency']:.2f}", display=False)
 glue("ch06_ablation_consistency", f"{both_pooled.loc['ours, no background loss', 'consistency']:.2f}", display=False)
 glue("ch06_seconds_per_edit", f"{both_pooled.loc['ours', 'seconds_per_edit']:.1f}", display=False)
-with_ci(both_pooled)
+edits.table_with_ci(both_pooled)
 
 # %% [markdown]
 # Reading the two sets together:
@@ -441,7 +429,7 @@ with_ci(both_pooled)
 # NBVAL_IGNORE_OUTPUT
 from fashionlab.widgets import edit_figure, guided_editor  # noqa: E402
 
-editor = guided_editor(denoiser, alphas_cumprod, attrnet, M.guide_perceptual, cfg=T.TABLE_EDIT)
+editor = guided_editor(denoiser, alphas_cumprod, attrnet, models.guide_perceptual, cfg=ch06_guided_edit.TABLE_EDIT)
 editor
 
 # %% [markdown]
@@ -466,14 +454,14 @@ denoiser64.unet = copy.deepcopy(denoiser.unet).double()
 torch.set_default_dtype(torch.float64)  # the augmentations and noise draws inside the edit
 try:
     example, _ = edit_figure(denoiser64, alphas_cumprod.double(), copy.deepcopy(attrnet).double(),
-                             copy.deepcopy(M.guide_perceptual).double(), G.spec_for(600, 1, "in"),
-                             {"pattern": "checked", "colour": "green"}, T.TABLE_EDIT)
+                             copy.deepcopy(models.guide_perceptual).double(), garments.spec_for(600, 1, "in"),
+                             {"pattern": "checked", "colour": "green"}, ch06_guided_edit.TABLE_EDIT)
 finally:
     torch.set_default_dtype(torch.float32)
 plt.show()
-example_logits = M.oracle(example.edited.float())
-read = predicted_attributes(example_logits, G.ATTRIBUTES)[0]
-example_read = {a: G.SCHEMA[a][int(read[G.ATTRIBUTES.index(a)])] for a in ("pattern", "colour")}
+example_logits = models.oracle(example.edited.float())
+read = predicted_attributes(example_logits, garments.ATTRIBUTES)[0]
+example_read = {a: garments.SCHEMA[a][int(read[garments.ATTRIBUTES.index(a)])] for a in ("pattern", "colour")}
 print("the oracle reads the edit as:", example_read)
 glue("ch06_example_pattern", example_read["pattern"], display=False)
 glue("ch06_example_colour", example_read["colour"], display=False)

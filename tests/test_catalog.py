@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from fashionlab.data import catalog as C
-from fashionlab.data import garments as G
+from fashionlab.data import garments
 
 
 def test_catalog_columns_and_missing_rate():
@@ -19,7 +19,7 @@ def test_catalog_columns_and_missing_rate():
 
 def test_catalog_correlations_point_the_right_way():
     frame = C.make_catalog(3000, seed=1)
-    specs = [G.spec_for(1, i) for i in range(len(frame))]
+    specs = [garments.spec_for(1, i) for i in range(len(frame))]
     frame["fabric"] = [s.fabric for s in specs]
     frame["sleeve"] = [s.sleeve for s in specs]
     winter_knit = (frame[frame.fabric == "knit"].season == "Winter").mean()

@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from fashionlab import losses, metrics
-from fashionlab.data import garments as G
 from fashionlab.models import clip
+from fashionlab.zoo import loaders
+from fashionlab.data import transforms
+from fashionlab.data import garments
+from fashionlab.zoo import recipes
+from fashionlab.train import clip as clip_training
+from fashionlab.eval import zero_shot
+from fashionlab import metrics
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,7 @@ def test_directional_loss_extremes():
 
 def test_clip_loss_gradient_reaches_pixels(bundle):
     images = torch.zeros(2, 3, 48, 48, requires_grad=True)
-    pixels = losses.clip_preprocess(images, bundle.image_size, bundle.mean, bundle.std)
+    pixels = transforms.clip_preprocess(images, bundle.image_size, bundle.mean, bundle.std)
     assert pixels.shape == (2, 3, 64, 64)
     text = clip.encode_text(bundle, "a red dress")
     loss = losses.global_clip_loss(bundle.model.encode_image(pixels), text).sum()
@@ -96,15 +102,15 @@ def test_text_direction_is_unit_and_antisymmetric(bundle):
 
 def test_extending_augmentations():
     images = torch.rand(2, 3, 32, 32, requires_grad=True)
-    views = losses.extending_augmentations(images, num_views=8, generator=torch.Generator().manual_seed(0))
+    views = transforms.extending_augmentations(images, num_views=8, generator=torch.Generator().manual_seed(0))
     assert views.shape == (16, 3, 32, 32)
     assert torch.equal(views[:2], images)  # the first view is unaugmented
     assert not torch.allclose(views[2:4], images)
-    again = losses.extending_augmentations(images, 8, generator=torch.Generator().manual_seed(0))
+    again = transforms.extending_augmentations(images, 8, generator=torch.Generator().manual_seed(0))
     assert torch.equal(views, again)
     views.sum().backward()
     assert images.grad.abs().sum() > 0
-    ident = losses.extending_augmentations(images, 4, generator=torch.Generator(), degrees=0, translate=0,
+    ident = transforms.extending_augmentations(images, 4, generator=torch.Generator(), degrees=0, translate=0,
                                            perspective_p=0.0)
     torch.testing.assert_close(ident[2:4], images, atol=1e-5, rtol=1e-5)
 
@@ -122,7 +128,7 @@ def test_full_loader_with_random_vit_b_16(tmp_path, full_profile):
     model, _, _ = open_clip.create_model_and_transforms("ViT-B-16", pretrained=None)
     path = tmp_path / "vit-b-16-random.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    loaded = clip.load_clip(device="cpu", pretrained=str(path))
+    loaded = loaders.load_clip(device="cpu", pretrained=str(path))
     assert loaded.profile == "full" and loaded.image_size == 224
     pooled, tokens = clip.encode_image_tokens(loaded, torch.randn(1, 3, 224, 224))
     assert pooled.shape == (1, 512) and tokens.shape == (1, 196, 768)
@@ -134,21 +140,19 @@ def test_full_loader_with_random_vit_b_16(tmp_path, full_profile):
 @pytest.mark.network_probe
 def test_full_clip_fails_fast_offline(full_profile):
     with pytest.raises(RuntimeError, match="tiny"):
-        clip.load_clip(device="cpu")
+        loaders.load_clip(device="cpu")
 
 
 def _clip_train(workdir, steps, resume, cache):
-    from fashionlab.models import clip_training as CT
 
-    cfg = CT.CLIPTrainConfig(batch_size=8, total_steps=10, warmup_steps=2, bf16=False, log_every=1, cache_size=32,
+    cfg = clip_training.CLIPTrainConfig(batch_size=8, total_steps=10, warmup_steps=2, bf16=False, log_every=1, cache_size=32,
                              checkpoint_minutes=1e9)
-    return CT.train_clip("garments-clip-s", cfg, workdir, max_steps=steps, resume=resume, progress=False, cache=cache)
+    return clip_training.train_clip("garments-clip-s", cfg, workdir, max_steps=steps, resume=resume, progress=False, cache=cache)
 
 
 def test_clip_training_resumes_exactly(tmp_path):
-    from fashionlab.models import clip_training as CT
 
-    cache = G.render_cache(10, 32, progress=False)
+    cache = garments.render_cache(10, 32, progress=False)
     _clip_train(tmp_path / "straight", 3, False, cache)
     _clip_train(tmp_path / "resumed", 1, False, cache)
     steps, _ = _clip_train(tmp_path / "resumed", 2, True, cache)
@@ -163,46 +167,42 @@ def test_clip_training_resumes_exactly(tmp_path):
 def test_export_and_tiny_load_round_trip(tmp_path, tiny_profile):
     """A trained checkpoint exports to fp16 safetensors with its held-out table; the tiny loader
     verifies the sha256 and gives back the same (fp16-rounded) model; a corrupt file is refused."""
-    from fashionlab.zoo import recipes
 
-    cache = G.render_cache(10, 32, progress=False)
+    cache = garments.render_cache(10, 32, progress=False)
     _clip_train(tmp_path / "run", 2, False, cache)
     weights_dir, manifest = tmp_path / "weights", tmp_path / "MANIFEST.json"
     entry = recipes.export_clip("garments-clip-s", tmp_path / "run", n_heldout=24, weights_dir=weights_dir,
                                 manifest_path=manifest, progress=False)
     assert entry["training_steps"] == 2 and entry["metrics"]["n_heldout"] == 24
     assert set(entry["metrics"]["accuracy"]) == set(G_ATTRS) | {"style"}
-    loaded = clip.load_clip("garments-clip-s", device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+    loaded = loaders.load_clip("garments-clip-s", device="cpu", weights_dir=weights_dir, manifest_path=manifest)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
     for key, value in loaded.model.state_dict().items():
         torch.testing.assert_close(value, state[key].half().float(), msg=key)
     (weights_dir / "garments-clip-s.safetensors").write_bytes(b"corrupt")
     with pytest.raises(ValueError, match="checksum mismatch"):
-        clip.load_clip("garments-clip-s", device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+        loaders.load_clip("garments-clip-s", device="cpu", weights_dir=weights_dir, manifest_path=manifest)
 
 
 def test_random_captions_and_prompt_ensembles():
     import numpy as np
 
-    from fashionlab.data import garments as G
-    from fashionlab.models import clip_training as CT
 
     rng = np.random.default_rng(0)
     for i in range(100):
-        spec = G.spec_for(0, i, "all")
-        text = CT.random_caption(spec, rng)
+        spec = garments.spec_for(0, i, "all")
+        text = clip_training.random_caption(spec, rng)
         assert spec.category in text
-    prompts = CT.class_prompts("colour")
-    assert list(prompts) == list(G.SCHEMA["colour"]) and "a red t-shirt" in prompts["red"]
-    assert all(len(v) == 3 for v in CT.class_prompts("collar").values())
-    styles = CT.class_prompts("style")
+    prompts = zero_shot.class_prompts("colour")
+    assert list(prompts) == list(garments.SCHEMA["colour"]) and "a red t-shirt" in prompts["red"]
+    assert all(len(v) == 3 for v in zero_shot.class_prompts("collar").values())
+    styles = zero_shot.class_prompts("style")
     assert styles["sketch"][0] == "a sketch of a t-shirt"
 
 
 def test_zero_shot_table_shape(bundle):
-    from fashionlab.models import clip_training as CT
 
-    table = CT.zero_shot_table(bundle, seed=100, n=24, batch_size=12)
+    table = zero_shot.zero_shot_table(bundle, seed=100, n=24, batch_size=12)
     assert set(table["accuracy"]) == set(G_ATTRS) | {"style"}
     assert 0.0 <= table["image_to_text_R@5"] <= 1.0 and table["n_heldout"] == 24
 
@@ -211,27 +211,25 @@ G_ATTRS = ("category", "sleeve", "neckline", "collar", "pattern", "colour", "fab
 
 
 def test_retrieval_recall():
-    from fashionlab.models import clip_training as CT
 
     f = torch.nn.functional.normalize(torch.randn(50, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
-    perfect = CT.retrieval_recall(f, f)
+    perfect = zero_shot.retrieval_recall(f, f)
     assert perfect == {"image_to_text_R@1": 1.0, "image_to_text_R@5": 1.0, "text_to_image_R@1": 1.0,
                        "text_to_image_R@5": 1.0}
     # Pair 0's text is moved far away from its image: image 0 misses at R@1, the others still hit.
     moved = f.clone()
     moved[0] = -f[0]
-    r = CT.retrieval_recall(f, moved, ks=(1,))
+    r = zero_shot.retrieval_recall(f, moved, ks=(1,))
     assert r["image_to_text_R@1"] == pytest.approx(49 / 50) and r["text_to_image_R@1"] == pytest.approx(49 / 50)
     with pytest.raises(ValueError, match="same shape"):
-        CT.retrieval_recall(f, f[:10])
+        zero_shot.retrieval_recall(f, f[:10])
 
 
 def test_shipped_clip_knows_garments(tiny_profile):
     """The shipped garments-clip-s loads (sha256-checked) and classifies fresh renders zero-shot
-    far above chance: category and render style on 60 garments of an unseen seed."""
-    from fashionlab.models import clip_training as CT
+    far above chance: category and garments.render style on 60 garments of an unseen seed."""
 
-    shipped = clip.load_clip("garments-clip-s", device="cpu")
-    table = CT.zero_shot_table(shipped, seed=900, n=60, batch_size=30)
+    shipped = loaders.load_clip("garments-clip-s", device="cpu")
+    table = zero_shot.zero_shot_table(shipped, seed=900, n=60, batch_size=30)
     assert table["accuracy"]["category"] >= 0.8  # chance: 1/8
     assert table["accuracy"]["style"] >= 0.9  # chance: 1/3

@@ -63,3 +63,21 @@ def test_network_guard_blocks_connections():
         socket.create_connection(("example.org", 80), timeout=1)
     assert _ATTEMPTS  # recorded: the autouse fixture would fail an unmarked test ...
     _ATTEMPTS.clear()  # ... so this test, which only checks the guard, clears it.
+
+
+def test_results_and_training_dirs_resolve_without_a_checkout_path(monkeypatch, tmp_path):
+    monkeypatch.delenv(config.RESULTS_ENV, raising=False)
+    monkeypatch.delenv(config.TRAINING_ENV, raising=False)
+    shipped = config.results_dir()
+    assert shipped == config.PACKAGE_DIR / "experiments" / "results"  # package data: found after pip install
+    assert {"05_attrnet_tables.json", "06_main.json"} <= {p.name for p in shipped.iterdir()}
+    assert config.training_dir() == config.PACKAGE_DIR.parent / "training"  # a source checkout
+    monkeypatch.setenv(config.RESULTS_ENV, str(tmp_path / "r"))
+    monkeypatch.setenv(config.TRAINING_ENV, str(tmp_path / "t"))
+    assert config.results_dir() == tmp_path / "r" and config.training_dir() == tmp_path / "t"
+
+
+def test_write_json_atomic_leaves_no_temporary_file(tmp_path):
+    config.write_json_atomic({"b": 1, "a": [1, 2]}, tmp_path / "x.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+    assert (tmp_path / "x.json").read_text().startswith('{\n "a"')

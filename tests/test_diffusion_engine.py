@@ -42,7 +42,7 @@ def test_predict_x0_and_direction_by_hand():
     assert core.direction(eps, a_prev, sigma).item() == pytest.approx(math.sqrt(1 - 0.64 - 0.04) * 0.3)
     step = core.ddim_step(x_t, eps, a_t, a_prev, sigma=sigma, noise=torch.tensor([1.5]))
     expected = 0.8 * x0.item() + math.sqrt(1 - 0.64 - 0.04) * 0.3 + 0.2 * 1.5
-    assert step.x_prev.item() == pytest.approx(expected, rel=1e-6)
+    assert step.x_next.item() == pytest.approx(expected, rel=1e-6)
     # eta = 1 gives the DDPM posterior std sqrt(beta_tilde)
     beta = 1 - a_t / a_prev
     assert core.ddim_sigma(a_t, a_prev, 1.0).item() == pytest.approx(math.sqrt((1 - a_prev) / (1 - a_t) * beta), rel=1e-6)
@@ -59,7 +59,7 @@ def test_ddim_step_matches_diffusers(eta):
         z = torch.randn(x.shape, generator=g)
         ref = scheduler.step(eps, t, x, eta=eta, variance_noise=z).prev_sample
         ours = core.ddim_step(x, eps, core.alpha_bar_at(scheduler.alphas_cumprod, t),
-                              core.alpha_bar_at(scheduler.alphas_cumprod, t_prev), eta, noise=z).x_prev
+                              core.alpha_bar_at(scheduler.alphas_cumprod, t_prev), eta, noise=z).x_next
         torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
         x = ref
 
@@ -79,7 +79,7 @@ def test_v_prediction_model_steps_like_diffusers():
             v = unet(x, torch.full((2,), t)).sample
             ref = scheduler.step(v, t, x, eta=0.0).prev_sample
             ours = core.ddim_step(x, den(x, t), core.alpha_bar_at(scheduler.alphas_cumprod, t),
-                                  core.alpha_bar_at(scheduler.alphas_cumprod, t_prev)).x_prev
+                                  core.alpha_bar_at(scheduler.alphas_cumprod, t_prev)).x_next
             torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
             x = ref
     with pytest.raises(ValueError, match="prediction_type must be one of"):
@@ -145,8 +145,8 @@ def test_guided_loop_with_zero_strength_equals_unguided(alphas_cumprod, mode, et
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
     grid = core.even_grid(999, 8)
     ref = core.sample(den, x, grid, alphas_cumprod, eta=eta, generator=torch.Generator().manual_seed(9)).x0
-    out = guidance.guided_sample(den, x, grid, alphas_cumprod, guidance.colour_loss(0, 1.0), strength=0.0,
-                                 t1=1, t2=6, mode=mode, eta=eta, through_unet=through,
+    out = guidance.guided_sample(den, x, grid, alphas_cumprod, guidance.colour_loss(0, 1.0),
+                                 guidance.Guidance(0.0, mode, step_start=1, step_stop=6, through_unet=through), eta=eta,
                                  generator=torch.Generator().manual_seed(9))
     assert torch.equal(out.x0, ref)
     assert len(out.losses) == 5
@@ -160,8 +160,9 @@ def test_colour_guidance_moves_the_mean_colour(alphas_cumprod, mode, eta):
     strength = {"universal": 30.0, "nudge": 30.0, "mean_shift": 300.0}[mode]
     base = core.sample(den, x, grid, alphas_cumprod, eta=eta, generator=torch.Generator().manual_seed(1)).x0
     for target, sign in ((1.0, 1), (-1.0, -1)):
-        out = guidance.guided_sample(den, x, grid, alphas_cumprod, guidance.colour_loss(0, target), strength,
-                                     mode=mode, eta=eta, generator=torch.Generator().manual_seed(1)).x0
+        out = guidance.guided_sample(den, x, grid, alphas_cumprod, guidance.colour_loss(0, target),
+                                     guidance.Guidance(strength, mode), eta=eta,
+                                     generator=torch.Generator().manual_seed(1)).x0
         shift = (out[:, 0].mean() - base[:, 0].mean()).item()
         assert sign * shift > 0.1, (mode, target, shift)
         # other channels move much less than the guided one
@@ -175,7 +176,8 @@ def test_guidance_mask_keeps_gradient_inside(alphas_cumprod):
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4] = 1.0
     base = core.sample(den, x, grid, alphas_cumprod).x0
-    out = guidance.guided_sample(den, x, grid, alphas_cumprod, guidance.colour_loss(0, 1.0), 30.0, mask=mask).x0
+    out = guidance.guided_sample(den, x, grid, alphas_cumprod, guidance.colour_loss(0, 1.0), guidance.Guidance(30.0),
+                                 mask=mask).x0
     # The Gaussian denoiser acts per pixel, so the unmasked half is untouched.
     torch.testing.assert_close(out[..., 4:], base[..., 4:])
     assert (out[..., :4] - base[..., :4]).abs().max() > 0.1
@@ -186,28 +188,33 @@ def test_guided_loop_bad_arguments(alphas_cumprod):
     x = torch.zeros(1, 3, 8, 8)
     grid = core.even_grid(999, 10)
     loss = guidance.colour_loss(0, 0.0)
-    with pytest.raises(ValueError, match="t1=6, t2=3"):
-        guidance.guided_sample(den, x, grid, alphas_cumprod, loss, 1.0, t1=6, t2=3)
-    with pytest.raises(ValueError, match="t1=0, t2=11"):
-        guidance.guided_sample(den, x, grid, alphas_cumprod, loss, 1.0, t2=11)
+    with pytest.raises(ValueError, match="step_start=6, step_stop=3"):
+        guidance.Guidance(1.0, step_start=6, step_stop=3)
+    with pytest.raises(ValueError, match="step_start=0, step_stop=11"):
+        guidance.guided_sample(den, x, grid, alphas_cumprod, loss, guidance.Guidance(1.0, step_stop=11))
     with pytest.raises(ValueError, match="mode must be one of"):
-        guidance.guided_sample(den, x, grid, alphas_cumprod, loss, 1.0, mode="classifier")
+        guidance.Guidance(1.0, mode="classifier")
     with pytest.raises(ValueError, match="use eta > 0"):
-        guidance.guided_sample(den, x, grid, alphas_cumprod, loss, 1.0, mode="mean_shift")
+        guidance.guided_sample(den, x, grid, alphas_cumprod, loss, guidance.Guidance(1.0, "mean_shift"))
+    with pytest.raises(ValueError, match="pass noises"):
+        guidance.guided_sample(den, x, grid, alphas_cumprod, loss, guidance.Guidance(1.0, "z_nudge"))
     with pytest.raises(ValueError, match="mask must match"):
-        guidance.guided_sample(den, x, grid, alphas_cumprod, loss, 1.0, mask=torch.ones(1, 1, 4, 4))
+        guidance.guided_sample(den, x, grid, alphas_cumprod, loss, guidance.Guidance(1.0), mask=torch.ones(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="through_unet=True"):
+        guidance.loss_gradient(loss, x, 500, den, alphas_cumprod[500], through_unet=False,
+                               loss_input=lambda x0_pred, x_t, alpha_bar_t: x0_pred)
     with pytest.raises(ValueError, match="channel must be"):
         guidance.colour_loss(3, 0.0)
 
 
 def test_extra_steps_refine_the_tail(alphas_cumprod):
     grid = core.even_grid(999, 10)
-    refined = guidance.refine_tail(grid, t2=4, extra_steps=5)
+    refined = guidance.refine_tail(grid, step_stop=4, extra_steps=5)
     assert refined[-5:] == grid[-5:]  # the guided head is unchanged
     assert len(refined) == len(grid) + 5 and refined == sorted(set(refined))
     den = GaussianDenoiser(alphas_cumprod)
     out = guidance.guided_sample(den, torch.zeros(1, 3, 4, 4), grid, alphas_cumprod, guidance.colour_loss(0, 0.5),
-                                 1.0, t1=0, t2=4, extra_steps=5)
+                                 guidance.Guidance(1.0, step_stop=4, extra_steps=5))
     assert out.grid == refined
 
 

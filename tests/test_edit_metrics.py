@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fashionlab import metrics
-from fashionlab.data import garments as G
 from fashionlab.models.oracle import GarmentOracle
+from fashionlab.data import garments
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def perceptual():
 
 
 def _renders(specs, size=64):
-    return torch.stack([G.to_tensor(G.render(s, size).image) for s in specs])
+    return torch.stack([garments.to_tensor(garments.render(s, size).image) for s in specs])
 
 
 def test_fid_is_zero_on_itself_and_grows_with_noise():
@@ -49,20 +49,20 @@ def test_bootstrap_interval_contains_the_value():
 
 
 def test_perceptual_is_zero_on_identical_images(perceptual):
-    x = _renders([G.spec_for(0, i) for i in range(3)])
+    x = _renders([garments.spec_for(0, i) for i in range(3)])
     assert torch.allclose(perceptual(x, x), torch.zeros(3))
-    y = _renders([G.spec_for(0, i).edit(colour="red" if G.spec_for(0, i).colour != "red" else "blue") for i in range(3)])
+    y = _renders([garments.spec_for(0, i).edit(colour="red" if garments.spec_for(0, i).colour != "red" else "blue") for i in range(3)])
     assert (perceptual(x, y) > 0).all()
     with pytest.raises(ValueError, match="in \\[-1, 1\\]"):
         perceptual(x * 3, x)
 
 
 def test_preservation_ignores_inside_and_counts_outside(perceptual):
-    spec = G.GarmentSpec("t-shirt", sleeve="short", neckline="round", colour="blue")
-    source = G.render(spec, 64)
-    edited = G.render(spec.edit(sleeve="long"), 64)
-    region = G.region_mask(source.parts, "sleeve") | G.region_mask(edited.parts, "sleeve")
-    x, y = G.to_tensor(source.image)[None], G.to_tensor(edited.image)[None]
+    spec = garments.GarmentSpec("t-shirt", sleeve="short", neckline="round", colour="blue")
+    source = garments.render(spec, 64)
+    edited = garments.render(spec.edit(sleeve="long"), 64)
+    region = garments.region_mask(source.parts, "sleeve") | garments.region_mask(edited.parts, "sleeve")
+    x, y = garments.to_tensor(source.image)[None], garments.to_tensor(edited.image)[None]
     # A re-rendered sleeve edit: outside the sleeves only the soft photo shading moves (by ~1/255).
     rerender = metrics.preservation(x, y, region[None], perceptual)
     assert rerender["l2_outside"].item() < 1e-4
@@ -81,37 +81,37 @@ def test_preservation_ignores_inside_and_counts_outside(perceptual):
 
 def test_success_and_consistency_on_re_rendered_pairs():
     """A perfect grader (the ground truth of re-rendered edits) gives exactly the expected numbers."""
-    specs = [G.spec_for(3, i) for i in range(20)]
+    specs = [garments.spec_for(3, i) for i in range(20)]
     edits = [s.edit(colour="green" if s.colour != "green" else "pink") for s in specs]
     source_labels = torch.from_numpy(np.stack([s.attribute_vector() for s in specs]))
     edited_labels = torch.from_numpy(np.stack([s.attribute_vector() for s in edits]))
-    colour = G.SCHEMA["colour"]
+    colour = garments.SCHEMA["colour"]
     targets = [colour.index(e.colour) for e in edits]
     for k in range(len(specs)):
-        ok = metrics.attribute_success(edited_labels[k:k + 1], {"colour": targets[k]}, G.ATTRIBUTES)
+        ok = metrics.attribute_success(edited_labels[k:k + 1], {"colour": targets[k]}, garments.ATTRIBUTES)
         assert ok.item()
-    assert not metrics.attribute_success(source_labels[:1], {"colour": targets[0]}, G.ATTRIBUTES).item()
-    consistency = metrics.attribute_consistency(edited_labels, source_labels, ["colour"], G.ATTRIBUTES)
+    assert not metrics.attribute_success(source_labels[:1], {"colour": targets[0]}, garments.ATTRIBUTES).item()
+    consistency = metrics.attribute_consistency(edited_labels, source_labels, ["colour"], garments.ATTRIBUTES)
     assert torch.equal(consistency, torch.ones(20))
     # One more attribute changed on one image: its consistency drops by 1 / (number of other applicable attributes).
     broken = edited_labels.clone()
-    broken[0, G.ATTRIBUTES.index("fabric")] = (broken[0, G.ATTRIBUTES.index("fabric")] + 1) % 4
+    broken[0, garments.ATTRIBUTES.index("fabric")] = (broken[0, garments.ATTRIBUTES.index("fabric")] + 1) % 4
     n_other = int(((source_labels[0] >= 0).sum()) - 1)
-    value = metrics.attribute_consistency(broken, source_labels, ["colour"], G.ATTRIBUTES)[0].item()
+    value = metrics.attribute_consistency(broken, source_labels, ["colour"], garments.ATTRIBUTES)[0].item()
     assert value == pytest.approx(1 - 1 / n_other)
     with pytest.raises(ValueError, match="unknown target attribute"):
-        metrics.attribute_success(edited_labels, {"hue": 1}, G.ATTRIBUTES)
+        metrics.attribute_success(edited_labels, {"hue": 1}, garments.ATTRIBUTES)
 
 
 def test_lpips_alex_full_path_with_random_backbone():
     net = metrics.LPIPSAlex(random_backbone=True)
-    x = _renders([G.spec_for(0, 0)])
+    x = _renders([garments.spec_for(0, 0)])
     assert net(x, x).abs().max().item() < 1e-6
     assert net.distance_map(x, x).shape == (1, 1, 64, 64)
 
 
 def test_feature_extractors():
-    x = _renders([G.spec_for(0, i) for i in range(2)])
+    x = _renders([garments.spec_for(0, i) for i in range(2)])
     torch.manual_seed(0)
     assert metrics.oracle_features(GarmentOracle())(x).shape == (2, 192)
     assert metrics.inception_features(random_weights=True)(x).shape == (2, 2048)

@@ -5,14 +5,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+from fashionlab.data import garments
 
-from fashionlab.data import garments as G
 
 
 def _digest(seed: int, n: int, domain: str) -> str:
     h = hashlib.sha256()
     for i in range(n):
-        r = G.render(G.spec_for(seed, i, domain), 64)
+        r = garments.render(garments.spec_for(seed, i, domain), 64)
         h.update(r.image.tobytes())
         h.update(r.parts.tobytes())
     return h.hexdigest()
@@ -25,77 +25,77 @@ def test_same_pixels_in_two_processes():
 
 
 def test_spec_sampling_is_seeded():
-    assert G.spec_for(0, 3) == G.spec_for(0, 3)
-    assert G.spec_for(0, 3) != G.spec_for(1, 3)
-    assert all(G.spec_for(0, i, "in").in_domain for i in range(50))
-    specs = [G.spec_for(0, i, "all") for i in range(300)]
-    assert {s.style for s in specs} == set(G.STYLES)
-    assert {e for s in specs for e in s.extras} == set(G.EXTRAS)
+    assert garments.spec_for(0, 3) == garments.spec_for(0, 3)
+    assert garments.spec_for(0, 3) != garments.spec_for(1, 3)
+    assert all(garments.spec_for(0, i, "in").in_domain for i in range(50))
+    specs = [garments.spec_for(0, i, "all") for i in range(300)]
+    assert {s.style for s in specs} == set(garments.STYLES)
+    assert {e for s in specs for e in s.extras} == set(garments.EXTRAS)
     assert 0.2 < np.mean([not s.in_domain for s in specs]) < 0.8
 
 
-@pytest.mark.parametrize("category", G.SCHEMA["category"])
+@pytest.mark.parametrize("category", garments.SCHEMA["category"])
 def test_applicability_rules(category):
-    assert G.applicable("sleeve", category) == (category in ("t-shirt", "shirt", "sweater", "jacket", "dress"))
-    assert G.applicable("collar", category) == (category in ("shirt", "sweater", "jacket"))
+    assert garments.applicable("sleeve", category) == (category in ("t-shirt", "shirt", "sweater", "jacket", "dress"))
+    assert garments.applicable("collar", category) == (category in ("shirt", "sweater", "jacket"))
     for attr in ("pattern", "colour", "fabric", "fit", "category"):
-        assert G.applicable(attr, category)
+        assert garments.applicable(attr, category)
     if category in ("shirt", "sweater", "jacket"):
-        assert G.applicable("neckline", category, "none")
-        assert not G.applicable("neckline", category, "hood")
+        assert garments.applicable("neckline", category, "none")
+        assert not garments.applicable("neckline", category, "hood")
     else:
-        assert G.applicable("neckline", category) == (category in ("t-shirt", "dress"))
+        assert garments.applicable("neckline", category) == (category in ("t-shirt", "dress"))
 
 
 def test_attribute_vector_marks_inapplicable_with_minus_one():
-    spec = G.GarmentSpec("trousers", pattern="striped", colour="blue")
+    spec = garments.GarmentSpec("trousers", pattern="striped", colour="blue")
     vec = spec.attribute_vector()
     assert vec.dtype == np.int64 and vec.shape == (8,)
-    names = G.ATTRIBUTES
+    names = garments.ATTRIBUTES
     assert vec[names.index("sleeve")] == -1 and vec[names.index("neckline")] == -1 and vec[names.index("collar")] == -1
-    assert vec[names.index("pattern")] == G.SCHEMA["pattern"].index("striped")
-    assert G.spec_from_vector(vec) == spec
+    assert vec[names.index("pattern")] == garments.SCHEMA["pattern"].index("striped")
+    assert garments.spec_from_vector(vec) == spec
     for i in range(100):
-        s = G.spec_for(2, i, "all")
+        s = garments.spec_for(2, i, "all")
         v = s.attribute_vector()
         for name, value in zip(names, v):
-            assert (value == -1) == (not G.applicable(name, s.category, s.collar))
+            assert (value == -1) == (not garments.applicable(name, s.category, s.collar))
 
 
 def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="neckline='v-neck' does not apply to a trousers"):
-        G.GarmentSpec("trousers", neckline="v-neck")
+        garments.GarmentSpec("trousers", neckline="v-neck")
     with pytest.raises(ValueError, match="neckline='round' does not apply to a shirt with collar='hood'"):
-        G.GarmentSpec("shirt", sleeve="long", collar="hood", neckline="round")
+        garments.GarmentSpec("shirt", sleeve="long", collar="hood", neckline="round")
     with pytest.raises(ValueError, match="sleeve is required for a dress"):
-        G.GarmentSpec("dress", neckline="round")
+        garments.GarmentSpec("dress", neckline="round")
     with pytest.raises(ValueError, match="colour must be one of"):
-        G.GarmentSpec("skirt", colour="beige")
+        garments.GarmentSpec("skirt", colour="beige")
     with pytest.raises(ValueError, match="style must be one of"):
-        G.GarmentSpec("skirt", style="oil")
+        garments.GarmentSpec("skirt", style="oil")
     with pytest.raises(ValueError, match="extras must be drawn from"):
-        G.GarmentSpec("skirt", extras=("zip",))
+        garments.GarmentSpec("skirt", extras=("zip",))
     with pytest.raises(TypeError, match="extras must be a tuple"):
-        G.GarmentSpec("skirt", extras=["belt"])
+        garments.GarmentSpec("skirt", extras=["belt"])
     with pytest.raises(ValueError, match="attribute must be one of"):
-        G.applicable("hemline", "skirt")
+        garments.applicable("hemline", "skirt")
     with pytest.raises(ValueError, match="size must be an int"):
-        G.render(G.GarmentSpec("skirt"), size=8)
+        garments.render(garments.GarmentSpec("skirt"), size=8)
     with pytest.raises(TypeError, match="spec must be a GarmentSpec"):
-        G.render({"category": "skirt"})
+        garments.render({"category": "skirt"})
     with pytest.raises(ValueError, match="domain must be one of"):
-        G.GarmentsDataset(4, domain="out")
+        garments.GarmentsDataset(4, domain="out")
     with pytest.raises(ValueError, match="unknown GarmentSpec field"):
-        G.GarmentSpec("skirt").edit(hemline="long")
+        garments.GarmentSpec("skirt").edit(hemline="long")
     with pytest.raises(ValueError, match="template must be in"):
-        G.caption(G.GarmentSpec("skirt"), template=9)
+        garments.caption(garments.GarmentSpec("skirt"), template=9)
 
 
 def test_edit_keeps_applicability():
-    tee = G.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck", colour="red")
+    tee = garments.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck", colour="red")
     trousers = tee.edit(category="trousers")
     assert trousers.sleeve is None and trousers.neckline is None and trousers.colour == "red"
-    hooded = G.GarmentSpec("sweater", sleeve="long", collar="none", neckline="round").edit(collar="hood")
+    hooded = garments.GarmentSpec("sweater", sleeve="long", collar="none", neckline="round").edit(collar="hood")
     assert hooded.neckline is None
     back = hooded.edit(collar="none")
     assert back.neckline == "round"
@@ -104,10 +104,10 @@ def test_edit_keeps_applicability():
 @pytest.mark.parametrize("domain", ["in", "all"])
 def test_part_map_agrees_with_pixels(domain):
     for i in range(40):
-        spec = G.spec_for(11, i, domain)
-        r = G.render(spec, 64)
-        background = np.array(G.BACKGROUNDS[spec.style])
-        is_bg = r.parts == G.BACKGROUND
+        spec = garments.spec_for(11, i, domain)
+        r = garments.render(spec, 64)
+        background = np.array(garments.BACKGROUNDS[spec.style])
+        is_bg = r.parts == garments.BACKGROUND
         # Away from the silhouette (one pixel), labels and colours must agree exactly.
         t = torch.from_numpy(is_bg).float()[None, None]
         interior_bg = (-torch.nn.functional.max_pool2d(-t, 3, 1, 1))[0, 0].numpy() > 0.5
@@ -119,68 +119,68 @@ def test_part_map_agrees_with_pixels(domain):
 
 
 def test_part_labels_match_the_garment_type():
-    tee = G.render(G.GarmentSpec("t-shirt", sleeve="long", neckline="v-neck"), 64)
-    assert {G.TORSO, G.SLEEVES, G.NECK} <= set(np.unique(tee.parts))
-    assert G.LOWER not in tee.parts and G.DETAIL not in tee.parts
-    sleeveless = G.render(G.GarmentSpec("t-shirt", sleeve="sleeveless", neckline="v-neck"), 64)
-    assert G.SLEEVES not in sleeveless.parts
-    trousers = G.render(G.GarmentSpec("trousers", extras=("pocket", "belt")), 64)
-    assert set(np.unique(trousers.parts)) == {G.BACKGROUND, G.LOWER, G.DETAIL}
-    long = (tee.parts == G.SLEEVES).sum()
-    short = (G.render(G.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck"), 64).parts == G.SLEEVES).sum()
+    tee = garments.render(garments.GarmentSpec("t-shirt", sleeve="long", neckline="v-neck"), 64)
+    assert {garments.TORSO, garments.SLEEVES, garments.NECK} <= set(np.unique(tee.parts))
+    assert garments.LOWER not in tee.parts and garments.DETAIL not in tee.parts
+    sleeveless = garments.render(garments.GarmentSpec("t-shirt", sleeve="sleeveless", neckline="v-neck"), 64)
+    assert garments.SLEEVES not in sleeveless.parts
+    trousers = garments.render(garments.GarmentSpec("trousers", extras=("pocket", "belt")), 64)
+    assert set(np.unique(trousers.parts)) == {garments.BACKGROUND, garments.LOWER, garments.DETAIL}
+    long = (tee.parts == garments.SLEEVES).sum()
+    short = (garments.render(garments.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck"), 64).parts == garments.SLEEVES).sum()
     assert long > 2 * short > 0
 
 
 def test_region_masks():
-    r = G.render(G.GarmentSpec("t-shirt", sleeve="long", neckline="round"), 64)
+    r = garments.render(garments.GarmentSpec("t-shirt", sleeve="long", neckline="round"), 64)
     garment = r.parts > 0
-    sleeve = G.region_mask(r.parts, "sleeve").numpy()
-    assert sleeve[r.parts == G.SLEEVES].all() and not sleeve[r.parts == G.TORSO].all()
-    colour = G.region_mask(r.parts, "colour").numpy()
+    sleeve = garments.region_mask(r.parts, "sleeve").numpy()
+    assert sleeve[r.parts == garments.SLEEVES].all() and not sleeve[r.parts == garments.TORSO].all()
+    colour = garments.region_mask(r.parts, "colour").numpy()
     assert (colour == garment).all()
-    category = G.region_mask(r.parts, "category").numpy()
+    category = garments.region_mask(r.parts, "category").numpy()
     assert category[garment].all() and category.sum() > garment.sum()
-    neck = G.region_mask(r.parts, "neckline").numpy()
-    assert neck[r.parts == G.NECK].all() and neck.sum() < garment.sum() / 3
-    batch = G.region_mask(np.stack([r.parts, r.parts]), "sleeve")
+    neck = garments.region_mask(r.parts, "neckline").numpy()
+    assert neck[r.parts == garments.NECK].all() and neck.sum() < garment.sum() / 3
+    batch = garments.region_mask(np.stack([r.parts, r.parts]), "sleeve")
     assert batch.shape == (2, 64, 64)
     with pytest.raises(ValueError, match="attribute must be one of"):
-        G.region_mask(r.parts, "season")
+        garments.region_mask(r.parts, "season")
     with pytest.raises(ValueError, match="parts must have shape"):
-        G.region_mask(r.parts[None, None], "sleeve")
+        garments.region_mask(r.parts[None, None], "sleeve")
 
 
 def test_edit_region_covers_source_and_ideal_target():
-    spec = G.GarmentSpec("t-shirt", sleeve="short", neckline="round", colour="blue")
-    src, tgt = G.render(spec, 64), G.render(spec.edit(sleeve="long"), 64)
-    region = G.edit_region(src.parts, tgt.parts, "sleeve")
+    spec = garments.GarmentSpec("t-shirt", sleeve="short", neckline="round", colour="blue")
+    src, tgt = garments.render(spec, 64), garments.render(spec.edit(sleeve="long"), 64)
+    region = garments.edit_region(src.parts, tgt.parts, "sleeve")
     diff = np.abs(src.image.astype(int) - tgt.image.astype(int)).max(axis=2)
     changed = diff > 16  # beyond the soft silhouette shading, which reaches a few pixels into the torso
     assert changed.any() and region.numpy()[changed].all()  # every real change lies inside
-    assert not G.region_mask(src.parts, "sleeve").numpy()[changed].all()  # the source region alone misses some
+    assert not garments.region_mask(src.parts, "sleeve").numpy()[changed].all()  # the source region alone misses some
     assert diff[~region.numpy()].max() <= 16  # outside: only the shading halo
-    both = G.edit_region(src.parts, tgt.parts, ("sleeve", "colour"))
+    both = garments.edit_region(src.parts, tgt.parts, ("sleeve", "colour"))
     assert both.sum() > region.sum()
     with pytest.raises(ValueError, match="same shape"):
-        G.edit_region(src.parts, tgt.parts[:32], "sleeve")
+        garments.edit_region(src.parts, tgt.parts[:32], "sleeve")
     with pytest.raises(ValueError, match="at least one"):
-        G.edit_region(src.parts, tgt.parts, ())
+        garments.edit_region(src.parts, tgt.parts, ())
 
 
 def test_sizes_render():
-    spec = G.spec_for(0, 1, "all")
+    spec = garments.spec_for(0, 1, "all")
     for size in (32, 64, 128, 256):
-        r = G.render(spec, size)
+        r = garments.render(spec, size)
         assert r.image.shape == (size, size, 3) and r.parts.shape == (size, size)
 
 
-@pytest.mark.parametrize("template", range(len(G.CAPTION_TEMPLATES)))
+@pytest.mark.parametrize("template", range(len(garments.CAPTION_TEMPLATES)))
 def test_captions_name_every_applicable_attribute_and_no_other(template):
-    words_of = {n: {v: G._word(n, v) for v in vals} for n, vals in G.SCHEMA.items()}
+    words_of = {n: {v: garments._word(n, v) for v in vals} for n, vals in garments.SCHEMA.items()}
     for i in range(200):
-        spec = G.spec_for(4, i, "all")
-        text = G.caption(spec, template)
-        for name in G.ATTRIBUTES:
+        spec = garments.spec_for(4, i, "all")
+        text = garments.caption(spec, template)
+        for name in garments.ATTRIBUTES:
             value = getattr(spec, name)
             if value is not None:
                 assert words_of[name][value] in text, (name, value, text)
@@ -191,41 +191,41 @@ def test_captions_name_every_applicable_attribute_and_no_other(template):
         if spec.neckline is None:
             assert "neck" not in text
         for extra in spec.extras:
-            assert G._EXTRA_WORDS[extra] in text
+            assert garments._EXTRA_WORDS[extra] in text
 
 
 def test_caption_example_and_subsets():
-    spec = G.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck", pattern="striped", colour="red", fit="slim")
-    assert G.caption(spec) == "a slim-fit red striped short-sleeve v-neck t-shirt in cotton"
-    assert G.caption(spec, 0, ("colour", "pattern")) == "a red striped t-shirt"
-    assert G.caption(G.GarmentSpec("trousers", colour="blue"), 0, ("colour",)) == "a pair of blue trousers"
-    assert G.caption(spec, 1).startswith("a photo of a red striped t-shirt")
+    spec = garments.GarmentSpec("t-shirt", sleeve="short", neckline="v-neck", pattern="striped", colour="red", fit="slim")
+    assert garments.caption(spec) == "a slim-fit red striped short-sleeve v-neck t-shirt in cotton"
+    assert garments.caption(spec, 0, ("colour", "pattern")) == "a red striped t-shirt"
+    assert garments.caption(garments.GarmentSpec("trousers", colour="blue"), 0, ("colour",)) == "a pair of blue trousers"
+    assert garments.caption(spec, 1).startswith("a photo of a red striped t-shirt")
 
 
 def test_dataset_items_and_collate():
-    ds = G.GarmentsDataset(8, seed=1, size=64, domain="all")
+    ds = garments.GarmentsDataset(8, seed=1, size=64, domain="all")
     item = ds[3]
     assert item["image"].shape == (3, 64, 64) and item["image"].dtype == torch.float32
     assert -1.0 <= item["image"].min() and item["image"].max() <= 1.0
     assert item["attributes"].shape == (8,) and item["parts"].shape == (64, 64)
     assert torch.equal(item["attributes"], torch.from_numpy(item["spec"].attribute_vector()))
     assert isinstance(item["caption"], str)
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=G.collate)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=garments.collate)
     batch = next(iter(loader))
     assert batch["image"].shape == (4, 3, 64, 64) and len(batch["spec"]) == 4
-    assert torch.equal(G.GarmentsDataset(8, seed=1, domain="all")[3]["image"], item["image"])
-    assert np.array_equal(G.to_uint8(item["image"]), G.render(item["spec"], 64).image)
+    assert torch.equal(garments.GarmentsDataset(8, seed=1, domain="all")[3]["image"], item["image"])
+    assert np.array_equal(garments.to_uint8(item["image"]), garments.render(item["spec"], 64).image)
     with pytest.raises(IndexError):
         ds[8]
 
 
 def test_render_cache_on_disk_is_reused_and_keyed(tmp_path, monkeypatch):
     monkeypatch.setenv("FASHIONLAB_CACHE", str(tmp_path))
-    first = G.render_cache(5, 6, progress=False, on_disk=True)
+    first = garments.render_cache(5, 6, progress=False, on_disk=True)
     files = list(tmp_path.glob("renders-seed5-n6-64px-all-*.pt"))
     assert len(files) == 1
-    again = G.render_cache(5, 6, progress=False, on_disk=True)
+    again = garments.render_cache(5, 6, progress=False, on_disk=True)
     assert torch.equal(first.images, again.images) and torch.equal(first.parts, again.parts)
     assert again.specs == first.specs
-    G.render_cache(6, 6, progress=False, on_disk=True)  # another seed is another file
+    garments.render_cache(6, 6, progress=False, on_disk=True)  # another seed is another file
     assert len(list(tmp_path.glob("renders-*.pt"))) == 2

@@ -5,12 +5,14 @@ import torch
 from diffusers import DDPMScheduler
 
 from fashionlab import losses
-from fashionlab.data.garments import SCHEMA
 from fashionlab.diffusion import core, guidance
-from fashionlab.methods import guided_edit as GE
 from fashionlab.models import clip
 from fashionlab.models.attrnet import AttributeNet
 from tests.test_diffusion_engine import tiny_unet
+from fashionlab.data import garments
+from fashionlab.methods import guided_edit
+from fashionlab.methods import blended_diffusion
+from fashionlab import metrics
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +38,8 @@ def images(n: int = 2, seed: int = 0) -> torch.Tensor:
 def test_zero_strength_without_background_is_sdedit(denoiser, alphas_cumprod, classifier):
     """lambda = 0 and no background loss: noise X to level k, then plain DDPM sampling (SDEdit)."""
     x = images()
-    cfg = GE.GuidedEditConfig(depth=300, steps=6, strength=0.0, background=False, views=2)
-    out = GE.guided_edit(denoiser, alphas_cumprod, classifier, x, {"pattern": "striped"}, cfg,
+    cfg = guided_edit.GuidedEditConfig(depth=300, steps=6, strength=0.0, background=False, views=2)
+    out = guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, x, {"pattern": "striped"}, cfg,
                          generator=torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)
     grid = core.even_grid(300, 6)
@@ -47,8 +49,8 @@ def test_zero_strength_without_background_is_sdedit(denoiser, alphas_cumprod, cl
     torch.testing.assert_close(out.x_k, x_k)
     torch.testing.assert_close(out.edited, ref, atol=1e-6, rtol=0)
     # and guidance does change the result
-    guided = GE.guided_edit(denoiser, alphas_cumprod, classifier, x, {"pattern": "striped"},
-                            GE.GuidedEditConfig(depth=300, steps=6, strength=1e4, views=2),
+    guided = guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, x, {"pattern": "striped"},
+                            guided_edit.GuidedEditConfig(depth=300, steps=6, strength=1e4, views=2),
                             generator=torch.Generator().manual_seed(5))
     assert (guided.edited - ref).abs().max() > 1e-3
 
@@ -62,28 +64,28 @@ def test_zero_strength_without_background_is_sdedit(denoiser, alphas_cumprod, cl
 ])
 def test_bad_targets_fail_early(targets, categories, match, denoiser, alphas_cumprod, classifier):
     with pytest.raises(ValueError, match=match):
-        GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), targets, categories=categories)
+        guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, images(), targets, categories=categories)
 
 
 def test_bad_arguments_fail_early(denoiser, alphas_cumprod, classifier):
     with pytest.raises(ValueError, match="depth"):
-        GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), {"colour": "red"}, GE.GuidedEditConfig(depth=0))
+        guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, images(), {"colour": "red"}, guided_edit.GuidedEditConfig(depth=0))
     with pytest.raises(ValueError, match="in \\[-1, 1\\]"):
-        GE.guided_edit(denoiser, alphas_cumprod, classifier, images() * 3, {"colour": "red"})
+        guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, images() * 3, {"colour": "red"})
     with pytest.raises(ValueError, match="strength"):
-        GE.GuidedEditConfig(strength=-1)
+        guided_edit.GuidedEditConfig(strength=-1)
     with pytest.raises(ValueError, match="eta"):
-        GE.GuidedEditConfig(eta=0)
-    shared = GE.check_targets({"colour": "red", "sleeve": "long"}, categories=["dress", "shirt"], n_images=2)
-    assert shared["colour"].tolist() == [SCHEMA["colour"].index("red")] * 2
-    assert shared["sleeve"].tolist() == [SCHEMA["sleeve"].index("long")] * 2
-    per_image = GE.check_targets([{"colour": "red"}, {"colour": "blue"}])
-    assert per_image["colour"].tolist() == [SCHEMA["colour"].index("red"), SCHEMA["colour"].index("blue")]
-    mixed = GE.check_targets([{"colour": "red"}, {"pattern": "striped", "colour": "blue"}])
-    assert mixed["colour"].tolist() == [SCHEMA["colour"].index("red"), SCHEMA["colour"].index("blue")]
-    assert mixed["pattern"].tolist() == [-1, SCHEMA["pattern"].index("striped")]
+        guided_edit.GuidedEditConfig(eta=0)
+    shared = guided_edit.check_targets({"colour": "red", "sleeve": "long"}, categories=["dress", "shirt"], n_images=2)
+    assert shared["colour"].tolist() == [garments.SCHEMA["colour"].index("red")] * 2
+    assert shared["sleeve"].tolist() == [garments.SCHEMA["sleeve"].index("long")] * 2
+    per_image = guided_edit.check_targets([{"colour": "red"}, {"colour": "blue"}])
+    assert per_image["colour"].tolist() == [garments.SCHEMA["colour"].index("red"), garments.SCHEMA["colour"].index("blue")]
+    mixed = guided_edit.check_targets([{"colour": "red"}, {"pattern": "striped", "colour": "blue"}])
+    assert mixed["colour"].tolist() == [garments.SCHEMA["colour"].index("red"), garments.SCHEMA["colour"].index("blue")]
+    assert mixed["pattern"].tolist() == [-1, garments.SCHEMA["pattern"].index("striped")]
     with pytest.raises(ValueError, match="one per image \\(3\\)"):
-        GE.check_targets([{"colour": "red"}, {"colour": "blue"}], n_images=3)
+        guided_edit.check_targets([{"colour": "red"}, {"colour": "blue"}], n_images=3)
 
 
 def test_bad_images_fail_early_naming_the_argument(denoiser, alphas_cumprod, classifier):
@@ -91,17 +93,17 @@ def test_bad_images_fail_early_naming_the_argument(denoiser, alphas_cumprod, cla
     nan = images()
     nan[0, 0, 3, 3] = float("nan")
     with pytest.raises(ValueError, match="images contains NaN"):
-        GE.guided_edit(denoiser, alphas_cumprod, classifier, nan, {"colour": "red"})
+        guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, nan, {"colour": "red"})
     with pytest.raises(ValueError, match="images must have a height and width divisible by 2 .*trained at 16x16"):
-        GE.guided_edit(denoiser, alphas_cumprod, classifier, images()[..., :15, :15], {"colour": "red"})
+        guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, images()[..., :15, :15], {"colour": "red"})
     with pytest.raises(TypeError, match="images must be a float tensor"):
-        GE.guided_edit(denoiser, alphas_cumprod, classifier, (images() * 127 + 128).to(torch.uint8), {"colour": "red"})
+        guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, (images() * 127 + 128).to(torch.uint8), {"colour": "red"})
 
 
 def test_absurd_strength_is_finite_or_names_strength(denoiser, alphas_cumprod, classifier):
-    cfg = GE.GuidedEditConfig(depth=400, steps=4, strength=1e9, views=2)
+    cfg = guided_edit.GuidedEditConfig(depth=400, steps=4, strength=1e9, views=2)
     try:
-        out = GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), {"colour": "red"}, cfg,
+        out = guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, images(), {"colour": "red"}, cfg,
                              generator=torch.Generator().manual_seed(0))
     except ValueError as err:
         assert "strength" in str(err)
@@ -111,13 +113,13 @@ def test_absurd_strength_is_finite_or_names_strength(denoiser, alphas_cumprod, c
 
 @pytest.mark.parametrize("strength", [1e2, 1e4, 1e6])
 def test_huge_strength_stays_finite(strength, denoiser, alphas_cumprod, classifier):
-    cfg = GE.GuidedEditConfig(depth=400, steps=4, strength=strength, views=2, perceptual_weight=0)
+    cfg = guided_edit.GuidedEditConfig(depth=400, steps=4, strength=strength, views=2, perceptual_weight=0)
     targets = [{"colour": "red", "pattern": "checked"}, {"colour": "blue", "pattern": "striped"}]  # one per image
-    out = GE.guided_edit(denoiser, alphas_cumprod, classifier, images(), targets, cfg,
+    out = guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, images(), targets, cfg,
                          generator=torch.Generator().manual_seed(0), return_trajectory=True)
     assert torch.isfinite(out.edited).all() and out.edited.abs().max() <= 1
-    assert all(torch.isfinite(p).all() for p in out.p_t) and all(map(lambda v: v == v, out.losses))
-    assert len(out.masks) == len(out.p_t) == 4
+    assert all(torch.isfinite(p).all() for p in out.x0_preds) and all(map(lambda v: v == v, out.losses))
+    assert len(out.masks) == len(out.x0_preds) == 4
     assert all(m.shape == (2, 1, 16, 16) and m.min() >= 0 and m.max() <= 1 for m in out.masks)
 
 
@@ -125,10 +127,10 @@ def test_mixed_targets_edit_each_image_towards_its_own(denoiser, alphas_cumprod,
     """In a batch whose images name different attributes, each image's guidance (its attribute
     loss and its M-bar) is the one it would get beside an image with the same target."""
     x = images()
-    cfg = GE.GuidedEditConfig(depth=300, steps=4, strength=1e3, views=2, perceptual_weight=0)
+    cfg = guided_edit.GuidedEditConfig(depth=300, steps=4, strength=1e3, views=2, perceptual_weight=0)
 
     def edit(targets):
-        return GE.guided_edit(denoiser, alphas_cumprod, classifier, x, targets, cfg,
+        return guided_edit.guided_edit(denoiser, alphas_cumprod, classifier, x, targets, cfg,
                               generator=torch.Generator().manual_seed(3), return_trajectory=True)
 
     mixed = edit([{"colour": "red"}, {"sleeve": "long"}])
@@ -144,18 +146,18 @@ def test_mixed_targets_edit_each_image_towards_its_own(denoiser, alphas_cumprod,
 def test_attention_region_scales_to_one():
     maps = {"sleeve": torch.randn(3, 16).softmax(1).view(3, 4, 4),
             "colour": torch.full((3, 4, 4), 1 / 16)}
-    region = GE.attention_region(maps, ["sleeve", "colour"], (16, 16))
+    region = guided_edit.attention_region(maps, ["sleeve", "colour"], (16, 16))
     assert region.shape == (3, 1, 16, 16)
     assert torch.allclose(region.amax(dim=(1, 2, 3)), torch.ones(3), atol=1e-5) and region.min() >= 0
-    flat = GE.attention_region({"colour": maps["colour"]}, ["colour"], (8, 8))
+    flat = guided_edit.attention_region({"colour": maps["colour"]}, ["colour"], (8, 8))
     assert torch.allclose(flat, torch.ones_like(flat))
     chosen = torch.tensor([[True, False], [False, True], [True, True]])
-    per_image = GE.attention_region(maps, ["sleeve", "colour"], (16, 16), chosen)
-    torch.testing.assert_close(per_image[0], GE.attention_region(maps, ["sleeve"], (16, 16))[0])
+    per_image = guided_edit.attention_region(maps, ["sleeve", "colour"], (16, 16), chosen)
+    torch.testing.assert_close(per_image[0], guided_edit.attention_region(maps, ["sleeve"], (16, 16))[0])
     torch.testing.assert_close(per_image[1], torch.ones(1, 16, 16))
     torch.testing.assert_close(per_image[2], region[2])
     with pytest.raises(ValueError, match="at least one attribute per image"):
-        GE.attention_region(maps, ["sleeve", "colour"], (16, 16), torch.tensor([[True, False], [False, False],
+        guided_edit.attention_region(maps, ["sleeve", "colour"], (16, 16), torch.tensor([[True, False], [False, False],
                                                                                 [True, True]]))
 
 
@@ -178,11 +180,10 @@ def test_background_loss_weights_only_the_kept_pixels():
 def test_background_loss_perceptual_term_accepts_out_of_range_predictions():
     """P_t leaves [-1, 1] at high noise: the perceptual term sees it clipped, yet its gradient
     still reaches the out-of-range pixels (straight through)."""
-    from fashionlab.metrics import OraclePerceptual
     from fashionlab.models.oracle import GarmentOracle
 
     torch.manual_seed(0)
-    pd = OraclePerceptual(GarmentOracle(widths=(8, 8, 8, 8)).eval())
+    pd = metrics.OraclePerceptual(GarmentOracle(widths=(8, 8, 8, 8)).eval())
     source = torch.rand(2, 3, 32, 32) * 2 - 1
     edited = (source * 1.5).requires_grad_()  # about a third of the pixels outside [-1, 1]
     keep = torch.ones(2, 1, 32, 32)
@@ -210,31 +211,13 @@ def test_blended_keeps_the_background_exactly(denoiser, alphas_cumprod):
     x = images()
     mask = torch.zeros(2, 1, 16, 16)
     mask[..., 4:12, 4:12] = 1
-    cfg = GE.BlendedConfig(depth=300, steps=4, views=2)
-    out = GE.blended_edit(denoiser, alphas_cumprod, bundle, x, "a striped dress", mask, cfg,
+    cfg = blended_diffusion.BlendedConfig(depth=300, steps=4, views=2)
+    out = blended_diffusion.blended_edit(denoiser, alphas_cumprod, bundle, x, "a striped dress", mask, cfg,
                           generator=torch.Generator().manual_seed(0))
     assert torch.equal(out.edited * (1 - mask), x * (1 - mask))
     assert (out.edited - x).abs()[mask.expand_as(x) > 0].mean() > 0.05
     assert len(out.losses) == 4 and all(v == v for v in out.losses)
     with pytest.raises(ValueError, match="mask must be"):
-        GE.blended_edit(denoiser, alphas_cumprod, bundle, x, "a striped dress", mask[:1], cfg)
+        blended_diffusion.blended_edit(denoiser, alphas_cumprod, bundle, x, "a striped dress", mask[:1], cfg)
     with pytest.raises(ValueError, match="prompts must be"):
-        GE.blended_edit(denoiser, alphas_cumprod, bundle, x, ["a", "b", "c"], mask, cfg)
-
-
-def test_loss_on_blend_needs_the_unet_gradient(denoiser, alphas_cumprod):
-    with pytest.raises(ValueError, match="through_unet=True"):
-        guidance.guided_sample(denoiser, images(), core.even_grid(100, 2), alphas_cumprod, lambda p: p.mean((1, 2, 3)),
-                               1.0, mode="mean_shift", eta=1.0, loss_on="blend", through_unet=False)
-
-
-def test_after_step_hook_sees_every_step(denoiser, alphas_cumprod):
-    seen = []
-
-    def hook(x_prev, t_prev):
-        seen.append(t_prev)
-        return x_prev
-
-    grid = core.even_grid(200, 3)
-    guidance.guided_sample(denoiser, images(), grid, alphas_cumprod, lambda p: p.mean((1, 2, 3)), 0.0, after_step=hook)
-    assert seen == list(reversed(grid[:-1]))
+        blended_diffusion.blended_edit(denoiser, alphas_cumprod, bundle, x, ["a", "b", "c"], mask, cfg)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fashionlab import metrics, viz
-from fashionlab.data import garments as G
+from fashionlab.data import garments
 
 
 def test_psnr_by_hand():
@@ -28,23 +28,23 @@ def test_connected_components_counts_regions():
 
 
 def test_single_region_rate_on_renders_and_noise():
-    real = torch.stack([G.to_tensor(G.render(G.spec_for(3, i), 64).image) for i in range(24)])
-    rate, ok = metrics.single_region_rate(real, G.BACKGROUNDS["photo"])
+    real = torch.stack([garments.to_tensor(garments.render(garments.spec_for(3, i), 64).image) for i in range(24)])
+    rate, ok = metrics.single_region_rate(real, garments.BACKGROUNDS["photo"])
     assert rate == 1.0 and ok.all()
     noise = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    assert metrics.single_region_rate(noise, G.BACKGROUNDS["photo"])[0] < 0.5
+    assert metrics.single_region_rate(noise, garments.BACKGROUNDS["photo"])[0] < 0.5
     two = real[:1].clone()
-    two[..., :, 30:34] = G.to_tensor(np.full((64, 4, 3), 236, np.uint8))[..., :, :4]  # cut the garment in two
-    assert metrics.single_region_rate(two, G.BACKGROUNDS["photo"])[0] == 0.0
+    two[..., :, 30:34] = garments.to_tensor(np.full((64, 4, 3), 236, np.uint8))[..., :, :4]  # cut the garment in two
+    assert metrics.single_region_rate(two, garments.BACKGROUNDS["photo"])[0] == 0.0
 
 
 def test_viz_helpers():
-    r = G.render(G.spec_for(0, 1), 64)
+    r = garments.render(garments.spec_for(0, 1), 64)
     over = viz.parts_overlay(r.image, r.parts)
     assert over.shape == r.image.shape and over.dtype == np.uint8
     assert (over[r.parts == 0] == r.image[r.parts == 0]).all()
     assert not (over[r.parts > 0] == r.image[r.parts > 0]).all()
-    fig = viz.image_grid([r.image, G.to_tensor(r.image), None], ncols=2, titles=["a", "b", ""])
+    fig = viz.image_grid([r.image, garments.to_tensor(r.image), None], ncols=2, titles=["a", "b", ""])
     assert len(fig.axes) == 4
     with pytest.raises(ValueError, match="does not match"):
         viz.parts_overlay(r.image, r.parts[:10])

@@ -14,11 +14,21 @@ from pathlib import Path
 
 import pytest
 import torch
-
+from fashionlab import config
+from fashionlab.data import garments
+from fashionlab.zoo import loaders
+from fashionlab.zoo import recipes
 from fashionlab.zoo import registry
+from fashionlab.train import attrnet as attrnet_training
+from fashionlab.eval import zero_shot
+from fashionlab.eval import classifiers
+from fashionlab.eval import edits
+from fashionlab.experiments import ch05_attrnet_grid
+from fashionlab.experiments import ch06_guided_edit
+
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "notebooks" / "results"
+RESULTS = config.results_dir()
 MANIFEST = registry.read_manifest()["models"]
 pytestmark = pytest.mark.usefixtures("tiny_profile")
 
@@ -26,46 +36,40 @@ pytestmark = pytest.mark.usefixtures("tiny_profile")
 @pytest.fixture(scope="module")
 def heldout_200():
     """The evaluators' held-out set: 2,000 renders of Garments seed 200, every style and extra."""
-    from fashionlab.data.garments import render_cache
 
-    return render_cache(200, 2000, progress=False)
+    return garments.render_cache(200, 2000, progress=False)
 
 
 def test_oracle_accuracy_is_the_published_one(heldout_200):
-    from fashionlab.models import supervised_training as ST
 
     published = MANIFEST["garments-oracle"]["metrics"]["clean"]
-    measured = ST.evaluate_oracle(registry.load_evaluator("garments-oracle", "cpu"), heldout_200)
+    measured = classifiers.evaluate_oracle(loaders.load_evaluator("garments-oracle", "cpu"), heldout_200)
     assert measured["mean_accuracy"] == pytest.approx(published["mean_accuracy"], abs=1e-3)
     for attribute, value in published["accuracy"].items():
         assert measured["accuracy"][attribute] == pytest.approx(value, abs=2e-3), attribute
 
 
 def test_category_vit_accuracy_is_the_published_one(heldout_200):
-    from fashionlab.models import supervised_training as ST
 
     published = MANIFEST["garments-vit-sup-s"]["metrics"]["accuracy"]
-    measured = ST.evaluate_oracle(registry.load_evaluator("garments-vit-sup-s", "cpu"), heldout_200)["accuracy"]
+    measured = classifiers.evaluate_oracle(loaders.load_evaluator("garments-vit-sup-s", "cpu"), heldout_200)["accuracy"]
     for attribute, value in published.items():
         assert measured[attribute] == pytest.approx(value, abs=2e-3), attribute
 
 
 def test_parser_miou_is_the_published_one(heldout_200):
-    from fashionlab.models import supervised_training as ST
 
     published = MANIFEST["garments-parser"]["metrics"]
-    measured = ST.evaluate_parser(registry.load_evaluator("garments-parser", "cpu"), heldout_200)
+    measured = classifiers.evaluate_parser(loaders.load_evaluator("garments-parser", "cpu"), heldout_200)
     assert measured["miou"] == pytest.approx(published["miou"], abs=1e-3)
 
 
 def test_attrnet_accuracy_is_the_published_one():
-    from fashionlab.data.garments import render_cache
-    from fashionlab.models import attrnet_training as AT
 
     published = MANIFEST["garments-attrnet"]["metrics"]
-    model = registry.load_evaluator("garments-attrnet", "cpu")
+    model = loaders.load_evaluator("garments-attrnet", "cpu")
     with torch.no_grad():
-        measured = AT.evaluate_attrnet(model, render_cache(AT.TEST_SEED, AT.N_TEST, domain="in", progress=False))
+        measured = classifiers.evaluate_attrnet(model, garments.render_cache(attrnet_training.TEST_SEED, attrnet_training.N_TEST, domain="in", progress=False))
     assert measured["mean_accuracy"] == pytest.approx(published["mean_accuracy"], abs=2e-3)
     for attribute, value in published["accuracy"].items():
         assert measured["accuracy"][attribute] == pytest.approx(value, abs=5e-3), attribute
@@ -74,11 +78,9 @@ def test_attrnet_accuracy_is_the_published_one():
 
 
 def test_clip_zero_shot_is_the_published_one():
-    from fashionlab.models.clip import load_clip
-    from fashionlab.models.clip_training import zero_shot_table
 
     published = MANIFEST["garments-clip-s"]["metrics"]
-    measured = zero_shot_table(load_clip("garments-clip-s", device="cpu"), seed=published["heldout_seed"],
+    measured = zero_shot.zero_shot_table(loaders.load_clip("garments-clip-s", device="cpu"), seed=published["heldout_seed"],
                                n=published["n_heldout"])
     for attribute, value in published["accuracy"].items():
         assert measured["accuracy"][attribute] == pytest.approx(value, abs=5e-3), attribute
@@ -89,10 +91,9 @@ def test_clip_zero_shot_is_the_published_one():
 def test_ddpm_round_trip_psnr_is_the_published_one():
     """The export's metric path (`recipes.evaluate_pixel_ddpm`) on the shipped DDPM, with few
     samples (the round trip uses the same 16 held-out garments as the export)."""
-    from fashionlab.zoo import recipes
 
     published = MANIFEST["garments-ddpm-64"]["metrics"]
-    model = registry.load_pixel_ddpm("garments-ddpm-64", device="cpu")
+    model = loaders.load_pixel_ddpm("garments-ddpm-64", device="cpu")
     metrics, _ = recipes.evaluate_pixel_ddpm(model.unet, model.scheduler, n_samples=16, n_roundtrip=16,
                                              samplers={"ddim10": (10, 0.0, False)}, batch_size=16, progress=False)
     assert metrics["ddim_roundtrip_psnr_db"] == pytest.approx(published["ddim_roundtrip_psnr_db"], abs=0.05)
@@ -101,13 +102,12 @@ def test_ddpm_round_trip_psnr_is_the_published_one():
 
 def test_chapter05_grid_run_regenerates_its_committed_row(tmp_path):
     """`clip / attnpool [s]` seed 0, the grid's quickest row, trained again from the committed config."""
-    from fashionlab.models import attrnet_training as AT
 
     committed = json.loads((RESULTS / "05_attrnet_tables.json").read_text())
-    variant = AT.Variant("clip", "attnpool", seed=0)
+    variant = attrnet_training.Variant("clip", "attnpool", seed=0)
     stored = committed["runs"][variant.key]
-    cfg = AT.AttrNetTrainConfig(**committed["config"])
-    fresh = AT.run_tables(tmp_path / "grid.json", [variant], cfg, progress=False)["runs"][variant.key]
+    cfg = attrnet_training.AttrNetTrainConfig(**committed["config"])
+    fresh = ch05_attrnet_grid.run_tables(tmp_path / "grid.json", [variant], cfg, progress=False)["runs"][variant.key]
     assert fresh["mean_accuracy"] == pytest.approx(stored["mean_accuracy"], abs=0.01)
     assert fresh["validation_mean_accuracy"] == pytest.approx(stored["validation_mean_accuracy"], abs=0.01)
     assert fresh["losses"][-1] == pytest.approx(stored["losses"][-1], rel=0.05)
@@ -118,22 +118,19 @@ def test_chapter06_main_table_batch_regenerates(tmp_path):
     settings; its scores match the committed ones."""
     from dataclasses import replace
 
-    from fashionlab.methods import benchmark as B
-    from fashionlab.methods import guided_edit as GE
-    from fashionlab.methods import guided_edit_tables as T
 
     committed = json.loads((RESULTS / "06_main.json").read_text())
     stored = committed["batches"]["ours|1"]
-    cfg = replace(T.TABLE_EDIT, **committed["config"])
-    tasks = B.make_tasks(committed["seed"], committed["n_per_type"])
+    cfg = replace(ch06_guided_edit.TABLE_EDIT, **committed["config"])
+    tasks = edits.make_tasks(committed["seed"], committed["n_per_type"])
     pattern = [t for t in tasks if t.attribute == "pattern"]
-    batch = B.render_tasks(pattern[16:17])
+    batch = edits.render_tasks(pattern[16:17])
     assert [[t.seed, t.index, t.value] for t in batch.tasks] == stored["tasks"]
-    models = T.load_edit_models("cpu")
-    method = GE.procedure1_method(models.denoiser, models.alphas_cumprod, models.classifier, models.guide_perceptual, cfg)
+    models = ch06_guided_edit.load_edit_models("cpu")
+    method = ch06_guided_edit.procedure1_method(models.denoiser, models.alphas_cumprod, models.classifier, models.guide_perceptual, cfg)
     with torch.no_grad():
         edited = method(batch, torch.Generator().manual_seed(1))  # batch k draws from seed + k, seed 0
-    scores = B.score_edits(batch, edited, models.oracle, models.judge_perceptual)
+    scores = edits.score_edits(batch, edited, models.oracle, models.judge_perceptual)
     for name in ("success", "consistency"):
         assert [round(float(v), 5) for v in scores[name]] == pytest.approx(stored[name], abs=1e-4), name
     for name in ("l2_outside", "perceptual", "perceptual_outside"):

@@ -4,11 +4,11 @@ import matplotlib
 import torch
 from diffusers import DDPMScheduler
 
-from fashionlab.data import garments as G
 from fashionlab.diffusion import core
 from fashionlab.models.attrnet import attrnet_for
 from fashionlab.widgets import guided_editor
 from tests.test_diffusion_engine import tiny_unet
+from fashionlab.data import garments
 
 matplotlib.use("Agg")
 
@@ -26,7 +26,7 @@ def test_guided_editor_runs_and_reports_errors():
     result = box.state["result"]
     assert result is not None and result.edited.shape == (1, 3, 64, 64) and box.state["message"] == ""
     assert result.grid[-1] == 100  # k from the slider
-    bottom = next(i for i in range(n) if G.spec_for(600, i, "in").category in G.BOTTOMS)
+    bottom = next(i for i in range(n) if garments.spec_for(600, i, "in").category in garments.BOTTOMS)
     garment.value, first.value = bottom, ("sleeve", "long")
     run.click()  # a sleeve on a skirt or trousers: the library's message, not a traceback
     assert box.state["result"] is None and "does not apply" in box.state["message"]

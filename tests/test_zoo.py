@@ -8,8 +8,15 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from fashionlab.diffusion import core
-from fashionlab.diffusion.train import DDPMTrainConfig, load_ema_weights, train_ddpm
-from fashionlab.zoo import recipes, registry
+from fashionlab.data import garments
+from fashionlab.data import transforms
+from fashionlab.zoo import loaders
+from fashionlab.zoo import export
+from fashionlab.zoo import recipes
+from fashionlab.zoo import registry
+from fashionlab.train import ddpm as ddpm_training
+from fashionlab.train import loop
+from fashionlab.metrics import psnr
 
 
 def small_unet(out_channels: int = 3) -> UNet2DModel:
@@ -25,7 +32,7 @@ def test_full_loader_reads_the_hub_layout(tmp_path, full_profile, out_channels):
     unet = small_unet(out_channels)
     unet.save_pretrained(tmp_path / "unet")
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "scheduler")
-    model = registry.load_pixel_ddpm("garments-ddpm-64", source=tmp_path, device="cpu")
+    model = loaders.load_pixel_ddpm("garments-ddpm-64", source=tmp_path, device="cpu")
     assert model.profile == "full" and model.image_size == 16
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
@@ -41,7 +48,7 @@ def test_full_load_fails_fast_offline(full_profile):
 
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="use the offline 'tiny' profile|Use the offline 'tiny' profile"):
-        registry.load_pixel_ddpm("garments-ddpm-64", device="cpu")
+        loaders.load_pixel_ddpm("garments-ddpm-64", device="cpu")
     assert time.perf_counter() - start < 5.0
 
 
@@ -50,7 +57,7 @@ def _export_small(tmp_path: Path) -> tuple[Path, Path, UNet2DModel]:
     weights_dir, manifest = tmp_path / "weights", tmp_path / "MANIFEST.json"
     cfg = {"unet": dict(unet.config), "scheduler": {"num_train_timesteps": 1000}}
     cfg["unet"] = {k: v for k, v in cfg["unet"].items() if not k.startswith("_")}
-    registry.export_weights("garments-ddpm-64", unet, cfg, {"recipe": "test"}, weights_dir, manifest)
+    export.export_weights("garments-ddpm-64", unet, cfg, {"recipe": "test"}, weights_dir, manifest)
     return weights_dir, manifest, unet
 
 
@@ -58,7 +65,7 @@ def test_tiny_export_and_load_round_trip(tmp_path, tiny_profile):
     weights_dir, manifest, unet = _export_small(tmp_path)
     entry = json.loads(manifest.read_text())["models"]["garments-ddpm-64"]
     assert entry["sha256"] == registry.sha256_of(weights_dir / "garments-ddpm-64.safetensors")
-    model = registry.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+    model = loaders.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=manifest)
     for p, q in zip(model.unet.parameters(), unet.parameters()):
         assert p.dtype == torch.float32
         torch.testing.assert_close(p, q.half().float())
@@ -71,21 +78,21 @@ def test_corrupt_or_missing_weights_give_clear_errors(tmp_path, tiny_profile):
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="checksum mismatch"):
-        registry.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+        loaders.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=manifest)
     path.unlink()
     with pytest.raises(FileNotFoundError, match="missing file"):
-        registry.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+        loaders.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=manifest)
     with pytest.raises(FileNotFoundError, match="has not been trained and exported"):
-        registry.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=tmp_path / "none.json")
+        loaders.load_pixel_ddpm(device="cpu", weights_dir=weights_dir, manifest_path=tmp_path / "none.json")
     with pytest.raises(ValueError, match="unknown zoo model"):
-        registry.load_pixel_ddpm("garments-gan")
+        loaders.load_pixel_ddpm("garments-gan")
 
 
 def _train(workdir: Path, max_steps: int, resume: bool) -> None:
-    cfg = DDPMTrainConfig(batch_size=4, learning_rate=1e-3, total_steps=10, warmup_steps=2, bf16=False,
+    cfg = ddpm_training.DDPMTrainConfig(batch_size=4, learning_rate=1e-3, total_steps=10, warmup_steps=2, bf16=False,
                           checkpoint_minutes=1e9, log_every=1)
     sampler = recipes.garments_batch_sampler(seed=0, size=16, data_size=1000, domain="in")
-    train_ddpm(small_unet(), DDPMScheduler(num_train_timesteps=1000), sampler, cfg, workdir,
+    ddpm_training.train_ddpm(small_unet(), DDPMScheduler(num_train_timesteps=1000), sampler, cfg, workdir,
                max_steps=max_steps, resume=resume, progress=False)
 
 
@@ -104,7 +111,7 @@ def test_training_killed_and_resumed_equals_uninterrupted(tmp_path):
     lines_a = (tmp_path / "straight" / "loss.csv").read_text().splitlines()
     lines_b = (tmp_path / "resumed" / "loss.csv").read_text().splitlines()
     assert [l.split(",")[:2] for l in lines_a] == [l.split(",")[:2] for l in lines_b]
-    ema_model = load_ema_weights(small_unet(), tmp_path / "straight")
+    ema_model = ddpm_training.load_ema_weights(small_unet(), tmp_path / "straight")
     assert torch.equal(next(ema_model.parameters()).detach(), a["ema"][0])
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         _train(tmp_path / "empty", 1, resume=True)
@@ -113,28 +120,27 @@ def test_training_killed_and_resumed_equals_uninterrupted(tmp_path):
 def test_large_checkpoints_are_saved_in_parts_and_read_back(tmp_path):
     """A resume state over the part size is split (so it can be committed under GitHub's file limit),
     read back bit for bit, replaced cleanly by the next save, and refused when a part is damaged."""
-    from fashionlab.training import atomic_save, load_state, state_exists
 
     path = tmp_path / "checkpoint.pt"
     state = {"model": {"w": torch.randn(3000, generator=torch.Generator().manual_seed(0))}, "step": 7}
-    atomic_save(state, path, part_bytes=5000)
+    loop.atomic_save(state, path, part_bytes=5000)
     parts = json.loads((tmp_path / "checkpoint.pt.parts.json").read_text())["parts"]
-    assert not path.exists() and len(parts) >= 3 and state_exists(path)
+    assert not path.exists() and len(parts) >= 3 and loop.state_exists(path)
     assert all((tmp_path / name).stat().st_size <= 5000 for name in parts)
-    back = load_state(path)
+    back = loop.load_state(path)
     assert back["step"] == 7 and torch.equal(back["model"]["w"], state["model"]["w"])
     state["step"] = 8
-    atomic_save(state, path, part_bytes=5000)  # the next save replaces every old part
-    assert load_state(path)["step"] == 8
+    loop.atomic_save(state, path, part_bytes=5000)  # the next save replaces every old part
+    assert loop.load_state(path)["step"] == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         json.loads((tmp_path / "checkpoint.pt.parts.json").read_text())["parts"] + ["checkpoint.pt.parts.json"])
-    atomic_save({"step": 9}, path)  # small again: one file, no parts left behind
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"] and load_state(path)["step"] == 9
-    atomic_save(state, path, part_bytes=5000)
+    loop.atomic_save({"step": 9}, path)  # small again: one file, no parts left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"] and loop.load_state(path)["step"] == 9
+    loop.atomic_save(state, path, part_bytes=5000)
     first = tmp_path / json.loads((tmp_path / "checkpoint.pt.parts.json").read_text())["parts"][0]
     first.write_bytes(first.read_bytes()[:-1] + b"x")
     with pytest.raises(ValueError, match="do not match their sha256"):
-        load_state(path)
+        loop.load_state(path)
 
 
 def test_recipe_smoke_run(tmp_path):
@@ -154,7 +160,7 @@ def test_recipe_smoke_run(tmp_path):
 
 
 def test_quality_check_runs_every_sampler_from_the_same_noise():
-    """evaluate_pixel_ddpm on a random 16-px UNet: one rate per sampler, a real-render rate of 1,
+    """evaluate_pixel_ddpm on a random 16-px UNet: one rate per sampler, a real-garments.render rate of 1,
     and clipped ancestral samples inside [-1, 1]."""
     scheduler = DDPMScheduler(num_train_timesteps=1000)
     samplers = {"ddim4": (4, 0.0, False), "ddpm4_clip": (4, 1.0, True), "ddim4_again": (4, 0.0, False)}
@@ -167,13 +173,11 @@ def test_quality_check_runs_every_sampler_from_the_same_noise():
     assert metrics["single_region_rate_real_renders"] == 1.0
     assert {f"single_region_rate_{k}" for k in samplers} <= set(metrics)
     # the round trip is S_inv = S_gen = roundtrip_steps from t0 = 999 on held-out garments of seed 1
-    from fashionlab.data.garments import render, spec_for, to_tensor
     from fashionlab.diffusion import core, inversion
-    from fashionlab.metrics import psnr
 
     unet = small_unet().eval()
     denoiser = core.PixelDenoiser(unet, scheduler)
-    held = torch.stack([to_tensor(render(spec_for(1, i, "in"), 16).image) for i in range(2)])
+    held = garments.render_batch([garments.spec_for(1, i, "in") for i in range(2)], 16)
     grid = core.diffusionclip_grid(999, 4)
     with torch.no_grad():
         x_T = inversion.ddim_invert(denoiser, held, grid[1:], scheduler.alphas_cumprod).x_t
@@ -199,31 +203,29 @@ class _OracleV(torch.nn.Module):
 @pytest.mark.parametrize("prediction_type,zero_loss", [("v_prediction", True), ("epsilon", False)])
 def test_training_target_follows_the_prediction_type(tmp_path, prediction_type, zero_loss):
     scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type=prediction_type)
-    cfg = DDPMTrainConfig(batch_size=4, total_steps=1, warmup_steps=0, bf16=False, checkpoint_minutes=1e9, log_every=1)
-    result = train_ddpm(_OracleV(0.3, scheduler.alphas_cumprod), scheduler,
+    cfg = ddpm_training.DDPMTrainConfig(batch_size=4, total_steps=1, warmup_steps=0, bf16=False, checkpoint_minutes=1e9, log_every=1)
+    result = ddpm_training.train_ddpm(_OracleV(0.3, scheduler.alphas_cumprod), scheduler,
                         lambda g, b: torch.full((b, 3, 8, 8), 0.3), cfg, tmp_path, progress=False)
     assert (result.final_loss < 1e-8) == zero_loss
 
 
 def test_shipped_models_verify_and_load(tiny_profile):
     """Every model in the manifest matches its sha256 and loads (the CLI's ``verify``)."""
-    results = registry.verify_all()
+    results = loaders.verify_all()
     assert {"garments-ddpm-64", "garments-oracle", "garments-parser", "garments-clip-s",
             "garments-vit-sup-s"} <= set(results)
     assert all(status == "ok" for status in results.values()), results
 
 
 def test_shipped_category_vit_knows_categories(tiny_profile):
-    """garments-vit-sup-s (chapter 05's "ImageNet" backbone) names the category and render style
+    """garments-vit-sup-s (chapter 05's "ImageNet" backbone) names the category and garments.render style
     of renders from a seed it never saw."""
-    from fashionlab.data.garments import ATTRIBUTES, render_cache
-    from fashionlab.models.supervised_training import to_model_input
 
-    net = registry.load_evaluator("garments-vit-sup-s", "cpu")
-    cache = render_cache(seed=777, n=60, domain="all", progress=False)
+    net = loaders.load_evaluator("garments-vit-sup-s", "cpu")
+    cache = garments.render_cache(seed=777, n=60, domain="all", progress=False)
     with torch.no_grad():
-        logits = net(to_model_input(cache.images))
-    category = (logits["category"].argmax(1) == cache.attributes[:, ATTRIBUTES.index("category")]).float().mean()
+        logits = net(transforms.to_model_input(cache.images))
+    category = (logits["category"].argmax(1) == cache.attributes[:, garments.ATTRIBUTES.index("category")]).float().mean()
     style = (logits["style"].argmax(1) == cache.styles).float().mean()
     assert category >= 0.8 and style >= 0.9, (float(category), float(style))
 
@@ -233,10 +235,32 @@ def test_verify_fails_on_a_missing_or_empty_manifest(tmp_path, tiny_profile, cap
     from fashionlab.zoo.__main__ import main
 
     with pytest.raises(FileNotFoundError, match="manifest"):
-        registry.verify_all(tmp_path, tmp_path / "MANIFEST.json")
+        loaders.verify_all(tmp_path, tmp_path / "MANIFEST.json")
     (tmp_path / "MANIFEST.json").write_text('{"models": {}}')
     with pytest.raises(FileNotFoundError, match="lists no models"):
-        registry.verify_all(tmp_path, tmp_path / "MANIFEST.json")
+        loaders.verify_all(tmp_path, tmp_path / "MANIFEST.json")
     monkeypatch.setattr(registry, "MANIFEST_PATH", tmp_path / "gone.json")
     assert main(["verify"]) == 1
     assert "manifest" in capsys.readouterr().err
+
+
+def test_one_entry_point_loads_every_kind_and_cards_describe_them(tiny_profile):
+    from fashionlab import zoo
+    from fashionlab.models.clip import CLIPBundle
+
+    assert isinstance(zoo.load("garments-ddpm-64", device="cpu"), loaders.PixelDDPM)
+    assert isinstance(zoo.load("garments-clip-s", device="cpu"), CLIPBundle)
+    oracle = zoo.load("garments-oracle", device="cpu")
+    assert isinstance(oracle, torch.nn.Module) and not oracle.training
+    assert set(loaders.LOADERS) == {entry.kind for entry in registry.REGISTRY.values()}
+    card = zoo.model_card("garments-ddpm-64")
+    assert card["shipped"] and card["kind"] == "pixel-ddpm" and card["full"] == "google/ddpm-celebahq-256"
+    assert card["sha256"] == registry.read_manifest()["models"]["garments-ddpm-64"]["sha256"]
+    assert card["loss_log"] is not None and card["loss_log"].is_file()
+    assert zoo.model_card("garments-oracle")["loss_log"] is None  # the evaluators ship no loss curve
+    with pytest.raises(ValueError, match="unknown zoo model 'garments-nope'"):
+        zoo.load("garments-nope")
+    with pytest.raises(ValueError, match="unknown zoo model"):
+        zoo.model_card("garments-nope")
+    with pytest.raises(ValueError, match="profile must be one of"):
+        zoo.load("garments-oracle", profile="huge")

@@ -27,7 +27,8 @@ import torch
 from PIL import Image
 
 from .. import config
-from .garments import GarmentSpec, render, spec_for, to_tensor
+from .garments import GarmentSpec, render, spec_for
+from .transforms import to_tensor
 
 COLUMNS: tuple[str, ...] = ("id", "gender", "masterCategory", "subCategory", "articleType", "baseColour",
                             "season", "year", "usage", "productDisplayName")

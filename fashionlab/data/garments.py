@@ -25,10 +25,13 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
+
+from .transforms import to_tensor, to_uint8
 
 # ----------------------------------------------------------------------------------------
 # Schema: the one source of truth for attributes (modelled on Shopping100k, paper 000 Tab. 1)
@@ -206,6 +209,19 @@ class GarmentSpec:
             elif values[name] is None:
                 values[name] = SCHEMA[name][0]
         return GarmentSpec(**values)
+
+
+def default_spec(category: str) -> GarmentSpec:
+    """A plain red regular-fit cotton garment of ``category`` with short sleeves, round neck and no
+    collar where those apply: the neutral base that prompts and text directions are worded on."""
+    kwargs: dict = {}
+    if category in SLEEVED:
+        kwargs["sleeve"] = "short"
+    if category in COLLARED:
+        kwargs["collar"] = "none"
+    if category in ("t-shirt", "dress") or category in COLLARED:
+        kwargs["neckline"] = "round"
+    return GarmentSpec(category, **kwargs)
 
 
 def spec_from_vector(vector: np.ndarray | list[int], **nuisance: object) -> GarmentSpec:
@@ -729,6 +745,14 @@ def render(spec: GarmentSpec, size: int = 64, supersample: int | None = None) ->
     return Rendering(spec, image, parts)
 
 
+def render_batch(specs: Sequence[GarmentSpec], size: int = 64) -> torch.Tensor:
+    """The renders of ``specs`` as one float batch (B, 3, size, size) in [-1, 1]."""
+    specs = list(specs)
+    if not specs:
+        raise ValueError("specs must name at least one garment")
+    return torch.stack([to_tensor(render(spec, size).image) for spec in specs])
+
+
 @dataclass
 class RenderCache:
     """Many renders held in memory, for trainers and notebooks that draw random batches."""
@@ -939,21 +963,6 @@ def _article(noun: str) -> str:
 # ----------------------------------------------------------------------------------------
 # torch Dataset
 # ----------------------------------------------------------------------------------------
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W) in [-1, 1] (the package's image convention)."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float (3, H, W) or (B, 3, H, W) in [-1, 1] -> uint8 (H, W, 3) or (B, H, W, 3)."""
-    if images.dim() not in (3, 4) or images.shape[-3] != 3:
-        raise ValueError(f"images must be (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.movedim(-3, -1).numpy()
-
-
 class GarmentsDataset(torch.utils.data.Dataset):
     """Garments item ``i`` = render(spec_for(seed, i, domain), size).
 

@@ -1,13 +1,32 @@
-"""Image checks and conversions shared by every public entry point.
+"""Image conversions, checks and augmentations: every function that turns one image tensor into
+another without a model.
 
 Inside ``fashionlab`` an image batch is a float tensor ``(B, 3, H, W)`` in ``[-1, 1]``
-(``book/notation.md``). :func:`check_images` is the one place that says so to a caller who passed
-something else, naming the argument and what was expected, before any model sees it.
+(``book/notation.md``); uint8 appears only at the edges. :func:`check_images` is the one place that
+says so to a caller who passed something else, naming the argument and what was expected, before
+any model sees it.
+
+===========================  ================================================================  =====================
+function                     what                                                              chapter / source
+===========================  ================================================================  =====================
+``to_tensor`` / ``to_uint8`` uint8 (H, W, 3) <-> float (3, H, W) in [-1, 1]                    01
+``to_model_input``           uint8 batch (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]          04
+``clip_preprocess``          resize to the CLIP size, (x + 1) / 2, (x - mean) / std (differentiable)  03
+``gaussian_blur``            per-image 5-tap Gaussian blur                                      04 (evaluators)
+``noise_and_blur``           slight blur, then Gaussian noise, per-image strengths              04 (evaluators)
+``random_augment``           label-preserving rotation, shift, scale, brightness, contrast      05 (000 Table 3)
+``extending_augmentations``  N views: the first as is, the rest random affine + perspective     06 (Blended Diffusion)
+===========================  ================================================================  =====================
 """
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 RANGE_SLACK = 1e-3
 """How far outside [-1, 1] a value may lie before it is refused (fp16 and resampling round)."""
@@ -24,7 +43,7 @@ def check_images(images: object, name: str = "images", size: int | None = None,
         raise TypeError(f"{name} must be a torch.Tensor (B, 3, H, W) in [-1, 1], got {type(images).__name__}")
     if not images.is_floating_point():
         raise TypeError(f"{name} must be a float tensor in [-1, 1], got dtype {images.dtype} "
-                        "(convert uint8 images with garments.to_tensor)")
+                        "(convert uint8 images with transforms.to_tensor or to_model_input)")
     if images.dim() != 4 or images.shape[1] != 3 or len(images) == 0:
         raise ValueError(f"{name} must be a non-empty (B, 3, H, W) batch, got shape {tuple(images.shape)}")
     height, width = images.shape[-2:]
@@ -41,3 +60,148 @@ def check_images(images: object, name: str = "images", size: int | None = None,
     if low < -1 - RANGE_SLACK or high > 1 + RANGE_SLACK:
         raise ValueError(f"{name} must be in [-1, 1], got values in [{low:.3f}, {high:.3f}]")
     return images
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [-1, 1] (the package's image convention)."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (3, H, W) or (B, 3, H, W) in [-1, 1] -> uint8 (H, W, 3) or (B, H, W, 3)."""
+    if images.dim() not in (3, 4) or images.shape[-3] != 3:
+        raise ValueError(f"images must be (3, H, W) or (B, 3, H, W), got {tuple(images.shape)}")
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).numpy()
+
+
+def to_model_input(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return images_u8.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image Gaussian blur with std ``sigma`` (B,) in pixels (5-tap separable kernel; sigma 0 = identity)."""
+    taps = torch.arange(-2, 3, dtype=images.dtype, device=images.device)
+    s = sigma.clamp(min=1e-3).view(-1, 1)
+    kernel = torch.exp(-0.5 * (taps / s) ** 2)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (B, 5)
+    b, c, h, w = images.shape
+    x = images.reshape(1, b * c, h, w)
+    kx = kernel.repeat_interleave(c, dim=0).view(b * c, 1, 1, 5)
+    ky = kernel.repeat_interleave(c, dim=0).view(b * c, 1, 5, 1)
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kx, groups=b * c)
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), ky, groups=b * c)
+    return x.view(b, c, h, w)
+
+
+def noise_and_blur(images: torch.Tensor, generator: torch.Generator, noise_max: float, blur_max: float) -> torch.Tensor:
+    """Slight blur, then Gaussian noise, each with a per-image random strength."""
+    b = images.shape[0]
+    sigma = torch.rand(b, generator=generator) * blur_max
+    noise_std = torch.rand(b, generator=generator) * noise_max
+    noise = torch.randn(images.shape, generator=generator)
+    return (gaussian_blur(images, sigma) + noise_std.view(-1, 1, 1, 1) * noise).clamp(-1, 1)
+
+
+def clip_preprocess(images: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Differentiable CLIP preprocessing of images in [-1, 1] (B, 3, H, W): resize to ``size``
+    (bicubic, antialiased when shrinking), map to [0, 1], normalise with CLIP's mean and std."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    x = (images + 1) / 2  # [-1, 1] -> [0, 1]  (DiffusionCLIP: Normalize(-1, 2))
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False,
+                          antialias=x.shape[-1] > size)
+    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+def affine_theta(angle_deg: torch.Tensor, translate: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 3) affine matrices for ``F.affine_grid``: rotation then translation (in [-1, 1] units)."""
+    a = angle_deg * math.pi / 180
+    cos, sin = torch.cos(a), torch.sin(a)
+    return torch.stack([torch.stack([cos, -sin, translate[:, 0]], -1), torch.stack([sin, cos, translate[:, 1]], -1)], 1)
+
+
+def _perspective_grid(corners_shift: torch.Tensor, size: tuple[int, int], dtype, device) -> torch.Tensor:
+    """A sampling grid for a random perspective: the unit square's corners moved by ``corners_shift``
+    (N, 4, 2) in [-1, 1] units; solves the 8-parameter homography per view."""
+    src = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64)
+    n = corners_shift.shape[0]
+    grids = []
+    h, w = size
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, dtype=torch.float64), torch.linspace(-1, 1, w, dtype=torch.float64),
+                            indexing="ij")
+    ones = torch.ones_like(xs)
+    pts = torch.stack([xs, ys, ones], -1).reshape(-1, 3)  # (HW, 3) output coordinates
+    for k in range(n):
+        dst = src + corners_shift[k].to(torch.float64)
+        # Homography H mapping output (dst) coordinates to input (src) coordinates: 8 unknowns.
+        rows, rhs = [], []
+        for (x, y), (u, v) in zip(dst.tolist(), src.tolist()):
+            rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+            rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+            rhs += [u, v]
+        coeffs = torch.linalg.solve(torch.tensor(rows, dtype=torch.float64), torch.tensor(rhs, dtype=torch.float64))
+        hom = torch.cat([coeffs, torch.ones(1, dtype=torch.float64)]).view(3, 3)
+        mapped = pts @ hom.T
+        grids.append((mapped[:, :2] / mapped[:, 2:3]).reshape(h, w, 2))
+    return torch.stack(grids).to(dtype=dtype, device=device)
+
+
+def extending_augmentations(images: torch.Tensor, num_views: int = 8, generator: torch.Generator | None = None,
+                            degrees: float = 15.0, translate: float = 0.1, perspective_p: float = 0.7,
+                            distortion: float = 0.5) -> torch.Tensor:
+    """Blended Diffusion's "extending augmentations": ``num_views`` views of each image, the first
+    unaugmented, the others with a random affine (rotation up to ``degrees``, translation up to
+    ``translate`` of the size) and, with probability ``perspective_p``, a random perspective
+    (torchvision's distortion scale ``distortion``). Differentiable (grid_sample); returns
+    (num_views * B, 3, H, W), view-major. Random draws come from ``generator``."""
+    if images.dim() != 4:
+        raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
+    if num_views < 1:
+        raise ValueError(f"num_views must be >= 1, got {num_views}")
+    b, _, h, w = images.shape
+    views = [images]
+    n = (num_views - 1) * b
+    if n == 0:
+        return images
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * degrees
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * translate * 2  # fraction of size -> [-1, 1] units
+    theta = affine_theta(angle, shift).to(images.dtype).to(images.device)
+    repeated = images.repeat(num_views - 1, 1, 1, 1)
+    grid = F.affine_grid(theta, list(repeated.shape), align_corners=False)
+    out = F.grid_sample(repeated, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    use_persp = torch.rand(n, generator=generator) < perspective_p
+    corners = (torch.rand(n, 4, 2, generator=generator) * 2 - 1) * distortion * 0.5
+    if bool(use_persp.any()):
+        idx = use_persp.nonzero().flatten()
+        pgrid = _perspective_grid(corners[idx], (h, w), images.dtype, images.device)
+        warped = F.grid_sample(out[idx], pgrid, mode="bilinear", padding_mode="border", align_corners=True)
+        out = out.index_copy(0, idx.to(images.device), warped)
+    views.append(out)
+    return torch.cat(views)
+
+
+def random_augment(images: torch.Tensor, generator: torch.Generator, degrees: float = 10.0, translate: float = 0.08,
+                   scale: tuple[float, float] = (0.9, 1.1), brightness: float = 0.15,
+                   contrast: float = 0.15) -> torch.Tensor:
+    """Random rotation, translation, scale, brightness and contrast, per image, on images in
+    [-1, 1]. Unlike RandAugment it never shifts hue, solarises or posterises: those would change
+    the colour label."""
+    b = images.shape[0]
+    angle = (torch.rand(b, generator=generator) * 2 - 1) * degrees
+    shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * translate * 2
+    zoom = scale[0] + torch.rand(b, generator=generator) * (scale[1] - scale[0])
+    theta = affine_theta(angle, shift)
+    theta[:, :, :2] = theta[:, :, :2] / zoom.view(-1, 1, 1)
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    gain = 1 + (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * contrast
+    offset = (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * brightness * 2
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    return ((out - mean) * gain.to(out) + mean + offset.to(out)).clamp(-1, 1)

@@ -1,4 +1,5 @@
-"""The shared pieces of every sampler in the book: P_t, D_t, one DDIM/DDPM step, time grids.
+"""The shared pieces of every sampler in the book: P_t, D_t, one reverse step, time grids,
+denoiser adapters (pixel, latent, mixed) and sampling with and without gradients.
 
 Chapter: "Diffusion in one notebook" (``notebooks/02_diffusion_basics.py``).
 
@@ -10,11 +11,15 @@ code              symbol                                             where
 ================  =================================================  ==========================
 ``alpha_bar_t``   bar-alpha_t = prod_{s<=t} (1 - beta_s)             DDPM eq. (4)
 ``eps``           eps_theta(x_t, t)                                  DDPM eq. (11)
-``x0_pred``       P_t = (x_t - sqrt(1 - bar-alpha_t) eps) / sqrt(bar-alpha_t)   DDIM eq. (9); 001 eq. (5)
+``x0_pred``       P_t = (x_t - sqrt(1 - bar-alpha_t) eps) / sqrt(bar-alpha_t)   DDIM eq. (9); 001 eq. (6)
 ``sigma``         sigma_t(eta), DDIM eq. (16)                        eta=0: DDIM, eta=1: DDPM
 ``direction``     D_t = sqrt(1 - bar-alpha_prev - sigma^2) eps       DDIM eq. (12)
 ``x_prev``        sqrt(bar-alpha_prev) P_t + D_t + sigma z           DDIM eq. (12); ZIP eq. (5)
 ================  =================================================  ==========================
+
+One step goes from level ``t`` to the *next level of its walk*: ``t_prev`` (less noisy) in
+generation, ``t_next_noisier`` in inversion. The step functions are direction-agnostic, so
+their arguments say ``alpha_bar_next`` and their output ``x_next``.
 
 A *time grid* is an increasing list of timesteps whose first entry may be ``-1``, meaning the
 clean image (bar-alpha_{-1} = 1, DiffusionCLIP's convention; diffusers calls it
@@ -76,8 +81,8 @@ class PixelDenoiser:
         if self.learned_variance:
             out = out[:, : x_t.shape[1]]  # (B, 2C, H, W) -> (B, C, H, W): eps, drop the variance
         if self.prediction_type == "v_prediction":
-            a = alpha_bar_at(self.alphas_cumprod, int(t)).to(device=x_t.device, dtype=x_t.dtype)
-            out = a.sqrt() * out + (1 - a).sqrt() * x_t
+            alpha_bar_t = alpha_bar_at(self.alphas_cumprod, int(t)).to(device=x_t.device, dtype=x_t.dtype)
+            out = alpha_bar_t.sqrt() * out + (1 - alpha_bar_t).sqrt() * x_t
         return out
 
 
@@ -110,6 +115,41 @@ class LatentDenoiser:
                              encoder_hidden_states=torch.cat([uncond, cond])).sample
         eps_uncond, eps_cond = eps_both.chunk(2)
         return eps_uncond + self.guidance_scale * (eps_cond - eps_uncond)
+
+
+class MixedDenoiser:
+    """eps(x_t, t) = sum_i gamma_i(t) eps_i(x_t, t): several denoisers combined with
+    time-dependent weights (DiffusionCLIP's noise combination, 001 eq. 14, which mixes models
+    fine-tuned for different attributes; with one weight 1 and the rest 0 it *is* that model).
+
+    ``weights`` is a function ``t -> (gamma_1, ..., gamma_n)`` or a constant sequence. A zero
+    weight skips its model. The paper's weights sum to 1; that is the caller's choice, not checked.
+    """
+
+    def __init__(self, denoisers: Sequence[Denoiser],
+                 weights: Callable[[int], Sequence[float]] | Sequence[float]) -> None:
+        self.denoisers = list(denoisers)
+        if not self.denoisers:
+            raise ValueError("denoisers must hold at least one denoiser")
+        self.weights = weights if callable(weights) else (lambda t, w=tuple(float(v) for v in weights): w)
+        self.gammas(0)  # fail at construction, not mid-sampling, on a wrong number of weights
+
+    def gammas(self, t: int) -> tuple[float, ...]:
+        """(gamma_1(t), ..., gamma_n(t))."""
+        gammas = tuple(float(g) for g in self.weights(t))
+        if len(gammas) != len(self.denoisers):
+            raise ValueError(f"weights must give one gamma per denoiser ({len(self.denoisers)}), got {len(gammas)} "
+                             f"at t={t}")
+        return gammas
+
+    def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        out = None
+        for gamma, denoiser in zip(self.gammas(t), self.denoisers):
+            if gamma == 0.0:
+                continue
+            term = gamma * denoiser(x_t, t)
+            out = term if out is None else out + term
+        return torch.zeros_like(x_t) if out is None else out
 
 
 # ----------------------------------------------------------------------------------------
@@ -147,44 +187,85 @@ def ddim_sigma(alpha_bar_t: torch.Tensor | float, alpha_bar_prev: torch.Tensor |
     (DDIM eq. 16). eta = 1 gives the DDPM posterior standard deviation."""
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    a_t = torch.as_tensor(alpha_bar_t, dtype=torch.float64)
-    a_prev = torch.as_tensor(alpha_bar_prev, dtype=torch.float64)
-    variance = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+    alpha_bar_t = torch.as_tensor(alpha_bar_t, dtype=torch.float64)
+    alpha_bar_prev = torch.as_tensor(alpha_bar_prev, dtype=torch.float64)
+    variance = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)
     return (eta * variance.clamp(min=0).sqrt()).to(torch.float32)
 
 
 def direction(eps: torch.Tensor, alpha_bar_prev: torch.Tensor | float, sigma: torch.Tensor | float = 0.0) -> torch.Tensor:
     """D_t = sqrt(1 - bar-alpha_prev - sigma_t^2) eps, the "direction pointing to x_t" (DDIM eq. 12)."""
-    a_prev = torch.as_tensor(alpha_bar_prev, dtype=eps.dtype, device=eps.device)
+    alpha_bar_prev = torch.as_tensor(alpha_bar_prev, dtype=eps.dtype, device=eps.device)
     sigma = torch.as_tensor(sigma, dtype=eps.dtype, device=eps.device)
-    return (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+    return (1 - alpha_bar_prev - sigma**2).clamp(min=0).sqrt() * eps
 
 
 @dataclass
 class StepOutput:
-    x_prev: torch.Tensor
-    """The next sample (less noisy in generation, noisier in inversion)."""
+    x_next: torch.Tensor
+    """The sample at the next level of the walk: x_{t-1} in generation, x_{t+1} in inversion."""
     x0_pred: torch.Tensor
     """P_t."""
+
+
+def _draw_noise(like: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+    """z for a stochastic step: ``noise`` if given (checked), else drawn on the CPU from ``generator``."""
+    if noise is None:
+        return torch.randn(like.shape, generator=generator, dtype=like.dtype, device="cpu").to(like.device)
+    if noise.shape != like.shape:
+        raise ValueError(f"noise must have shape {tuple(like.shape)}, got {tuple(noise.shape)}")
+    return noise
+
+
+def _combine(x0_pred: torch.Tensor, eps_dir: torch.Tensor, alpha_bar_next: torch.Tensor | float,
+             sigma: torch.Tensor | float, noise: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+    """sqrt(bar-alpha_next) P_t + D_t(eps_dir, sigma) + sigma z."""
+    sigma = torch.as_tensor(sigma, dtype=x0_pred.dtype, device=x0_pred.device)
+    alpha_bar_next = torch.as_tensor(alpha_bar_next, dtype=x0_pred.dtype, device=x0_pred.device)
+    x_next = alpha_bar_next.sqrt() * x0_pred + direction(eps_dir, alpha_bar_next, sigma)
+    if float(sigma) > 0:
+        x_next = x_next + sigma * _draw_noise(x0_pred, noise, generator)
+    return x_next
+
+
+def reverse_step(
+    x_t: torch.Tensor,
+    eps_x0: torch.Tensor,
+    eps_dir: torch.Tensor,
+    alpha_bar_t: torch.Tensor | float,
+    alpha_bar_next: torch.Tensor | float,
+    sigma: torch.Tensor | float = 0.0,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> StepOutput:
+    """The step with separate noise predictions for P_t and for D_t:
+
+        x_next = sqrt(bar-alpha_next) P_t(eps_x0) + D_t(eps_dir) + sigma z
+
+    Asyrp's and ZIP's asymmetric reverse process (004 eq. 5) predicts P_t with the *edited* eps
+    (h + delta-h) and keeps the original eps in D_t. With ``eps_x0`` equal to ``eps_dir`` this is
+    :func:`ddim_step` with that ``sigma``."""
+    x0_pred = predict_x0(x_t, eps_x0, alpha_bar_t)
+    return StepOutput(_combine(x0_pred, eps_dir, alpha_bar_next, sigma, noise, generator), x0_pred)
 
 
 def ddim_step(
     x_t: torch.Tensor,
     eps: torch.Tensor,
     alpha_bar_t: torch.Tensor | float,
-    alpha_bar_prev: torch.Tensor | float,
+    alpha_bar_next: torch.Tensor | float,
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     sigma: torch.Tensor | float | None = None,
     clip_x0: bool = False,
 ) -> StepOutput:
-    """One step x_t -> x_prev = sqrt(bar-alpha_prev) P_t + D_t + sigma_t z   (DDIM eq. 12).
+    """One step x_t -> x_next = sqrt(bar-alpha_next) P_t + D_t + sigma_t z   (DDIM eq. 12).
 
     ``eta`` = 0 is deterministic DDIM, ``eta`` = 1 the DDPM ancestral step. ``noise`` supplies
     z explicitly (edit-friendly inversion replays stored z's); otherwise z is drawn from
-    ``generator``. ``sigma`` overrides sigma_t(eta). With eta = 0 and bar-alpha_prev <
-    bar-alpha_t the same formula runs *upwards*: that is DDIM inversion.
+    ``generator``. ``sigma`` overrides sigma_t(eta). With eta = 0 and bar-alpha_next <
+    bar-alpha_t (a *noisier* level) the same formula runs upwards: that is DDIM inversion.
     """
     # 1. predicted x0 (P_t), optionally clipped to the data range as diffusers' clip_sample
     x0_pred = predict_x0(x_t, eps, alpha_bar_t)
@@ -193,19 +274,9 @@ def ddim_step(
         eps = predict_eps(x_t, x0_pred, alpha_bar_t)
     # 2. sigma_t(eta), see formula (16)
     if sigma is None:
-        sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta)
-    sigma = torch.as_tensor(sigma, dtype=x_t.dtype, device=x_t.device)
-    # 3. direction pointing to x_t, then the mean of x_prev
-    a_prev = torch.as_tensor(alpha_bar_prev, dtype=x_t.dtype, device=x_t.device)
-    x_prev = a_prev.sqrt() * x0_pred + direction(eps, a_prev, sigma)
-    # 4. add sigma_t z
-    if float(sigma) > 0:
-        if noise is None:
-            noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device="cpu").to(x_t.device)
-        elif noise.shape != x_t.shape:
-            raise ValueError(f"noise must have shape {tuple(x_t.shape)}, got {tuple(noise.shape)}")
-        x_prev = x_prev + sigma * noise
-    return StepOutput(x_prev, x0_pred)
+        sigma = ddim_sigma(alpha_bar_t, alpha_bar_next, eta)
+    # 3. direction pointing to x_t, the mean of x_next, and sigma_t z
+    return StepOutput(_combine(x0_pred, eps, alpha_bar_next, sigma, noise, generator), x0_pred)
 
 
 # ----------------------------------------------------------------------------------------
@@ -234,41 +305,47 @@ def diffusers_grid(scheduler, num_inference_steps: int) -> list[int]:
     return [-1] + sorted(int(t) for t in scheduler.timesteps)
 
 
-def diffusionclip_grid(t0: int, num_steps: int) -> list[int]:
-    """DiffusionCLIP's grid: ``seq = int(linspace(0, 1, S) * t0)`` with ``-1`` in front.
+def diffusionclip_grid(depth: int, num_steps: int) -> list[int]:
+    """DiffusionCLIP's grid: ``seq = int(linspace(0, 1, S) * t0)`` with ``-1`` in front, where
+    ``depth`` is its return step t_0 (the book calls every paper's edit depth ``depth``).
 
     Generation runs ``(seq[i] -> seq_next[i])`` with ``seq_next = [-1] + seq[:-1]``, downwards
-    from t0 to the clean image. Its inversion starts from x0 *as if at t = 0* (``seq[0]``), so
-    for a faithful inversion use ``diffusionclip_grid(t0, S)[1:]``.
+    from t_0 to the clean image. Its inversion starts from x0 *as if at t = 0* (``seq[0]``), so
+    for a faithful inversion use ``diffusionclip_grid(depth, S)[1:]``.
     """
     if num_steps < 2:
         raise ValueError(f"num_steps must be >= 2, got {num_steps}")
-    if t0 < num_steps - 1:
-        raise ValueError(f"t0 ({t0}) must be >= num_steps - 1 ({num_steps - 1}) for distinct timesteps")
-    seq = [int(s) for s in np.linspace(0, 1, num_steps) * t0]
+    if depth < num_steps - 1:
+        raise ValueError(f"depth ({depth}) must be >= num_steps - 1 ({num_steps - 1}) for distinct timesteps")
+    seq = [int(s) for s in np.linspace(0, 1, num_steps) * depth]
     return [-1] + seq
 
 
-def even_grid(t_max: int, num_steps: int) -> list[int]:
-    """``num_steps`` steps from ``t_max`` to the clean image, evenly spaced: ``[-1, ..., t_max]``."""
+def even_grid(depth: int, num_steps: int) -> list[int]:
+    """``num_steps`` steps from ``depth`` to the clean image, evenly spaced: ``[-1, ..., depth]``."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    if t_max < num_steps - 1:
-        raise ValueError(f"t_max ({t_max}) must be >= num_steps - 1 ({num_steps - 1})")
-    upper = np.linspace(t_max, -1, num_steps + 1)[:-1]  # num_steps timesteps above the clean image
+    if depth < num_steps - 1:
+        raise ValueError(f"depth ({depth}) must be >= num_steps - 1 ({num_steps - 1})")
+    upper = np.linspace(depth, -1, num_steps + 1)[:-1]  # num_steps timesteps above the clean image
     return [-1] + sorted({int(round(t)) for t in upper})
 
 
 # ----------------------------------------------------------------------------------------
-# The unguided sampler
+# Sampling without and with gradients
 # ----------------------------------------------------------------------------------------
+def reverse_pairs(grid: Sequence[int]) -> list[tuple[int, int]]:
+    """The steps ``(t, t_prev)`` of a generation down ``grid``, top first."""
+    return list(zip(reversed(grid[1:]), reversed(grid[:-1])))
+
+
 @dataclass
 class SampleOutput:
     x0: torch.Tensor
     """The final sample (B, C, H, W)."""
-    x0_trajectory: list[torch.Tensor] = field(default_factory=list)
+    x0_preds: list[torch.Tensor] = field(default_factory=list)
     """P_t at every step, if requested (top of the grid first)."""
-    xt_trajectory: list[torch.Tensor] = field(default_factory=list)
+    x_ts: list[torch.Tensor] = field(default_factory=list)
     """x_t at every step, if requested (x_T first)."""
 
 
@@ -294,7 +371,7 @@ def sample(
     and exact replay need the unclipped step.
     """
     grid = _check_grid(grid, len(alphas_cumprod))
-    steps = list(zip(reversed(grid[1:]), reversed(grid[:-1])))  # (t, t_prev), top first
+    steps = reverse_pairs(grid)
     if noises is not None and len(noises) != len(steps):
         raise ValueError(f"noises must have one entry per step ({len(steps)}), got {len(noises)}")
     if sigmas is not None and len(sigmas) != len(steps):
@@ -308,8 +385,61 @@ def sample(
             sigma=None if sigmas is None else sigmas[i], clip_x0=clip_x0,
         )
         if return_trajectory:
-            out.xt_trajectory.append(x_t)
-            out.x0_trajectory.append(step.x0_pred)
-        x_t = step.x_prev
+            out.x_ts.append(x_t)
+            out.x0_preds.append(step.x0_pred)
+        x_t = step.x_next
     out.x0 = x_t
+    return out
+
+
+@dataclass
+class GradSampleOutput:
+    x0: torch.Tensor
+    """The final sample: in the autograd graph of the whole chain (``on_step=None``), else detached."""
+    step_results: list = field(default_factory=list)
+    """What ``on_step`` returned at every step, top first (per-step mode only)."""
+
+
+StepCallback = Callable[[int, int, StepOutput], object]
+"""``on_step(i, t, step)``: step index i (0 = the noisiest), its timestep t, and the step's
+x_next and P_t, both still in the graph of this step's denoiser call."""
+
+
+def sample_with_grad(
+    denoiser: Denoiser,
+    x_t: torch.Tensor,
+    grid: Sequence[int],
+    alphas_cumprod: torch.Tensor,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    on_step: StepCallback | None = None,
+    progress: bool = False,
+) -> GradSampleOutput:
+    """The reverse process with autograd on, in the two modes DiffusionCLIP fine-tunes with.
+
+    * ``on_step=None`` -- **the whole chain**: every step stays in the graph, so a loss on the
+      returned ``x0`` back-propagates through all denoiser calls to the weights and to ``x_t``
+      (DiffusionCLIP's fine-tuning as its eq. 10 writes it; its latent-optimisation baseline).
+      Memory grows with the number of steps.
+    * ``on_step`` given -- **per step**: each step starts from a *detached* x_t, so the graph holds
+      one denoiser call; ``on_step(i, t, step)`` runs right after it and may compute a loss on
+      ``step.x0_pred`` (P_t), call ``backward`` and step an optimiser (DiffusionCLIP's
+      GPU-efficient mode; ZIP's training). Memory stays that of one step.
+
+    With a one-step grid both modes give the same x0, the same loss and the same gradient.
+    """
+    grid = _check_grid(grid, len(alphas_cumprod))
+    out = GradSampleOutput(x_t)
+    with torch.enable_grad():
+        for i, (t, t_prev) in enumerate(tqdm(reverse_pairs(grid), desc="sampling (grad)", disable=not progress,
+                                             leave=False)):
+            if on_step is not None:
+                x_t = x_t.detach()
+            eps = denoiser(x_t, t)
+            step = ddim_step(x_t, eps, alpha_bar_at(alphas_cumprod, t), alpha_bar_at(alphas_cumprod, t_prev), eta,
+                             generator=generator)
+            if on_step is not None:
+                out.step_results.append(on_step(i, t, step))
+            x_t = step.x_next
+    out.x0 = x_t.detach() if on_step is not None else x_t
     return out

@@ -2,7 +2,7 @@
 
 Chapter: "Diffusion in one notebook"; used by DiffusionCLIP (001), the thesis (003) and ZIP (004).
 
-* **DDIM inversion** (DDIM §4.3; DiffusionCLIP §3.2): run the deterministic (eta = 0) step
+* **DDIM inversion** (DDIM §4.3; DiffusionCLIP §3.1): run the deterministic (eta = 0) step
   *upwards* along a time grid, evaluating eps at the lower timestep as DiffusionCLIP's code
   does (``eps_at="lower"``) or at the higher one as diffusers' ``DDIMInverseScheduler`` does.
   Generating back down the grid approximately reconstructs the image; the error falls as the
@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .core import Denoiser, _check_grid, alpha_bar_at, ddim_sigma, ddim_step, noise_to, sample
+from .core import Denoiser, _check_grid, alpha_bar_at, ddim_sigma, ddim_step, noise_to, reverse_pairs, sample
 
 
 @dataclass
@@ -56,7 +56,7 @@ def ddim_invert(
     pairs = list(zip(grid[:-1], grid[1:]))
     for t, t_next_noisier in tqdm(pairs, desc="DDIM inversion", disable=not progress, leave=False):
         eps = denoiser(x, max(t, 0) if eps_at == "lower" else t_next_noisier)
-        x = ddim_step(x, eps, alpha_bar_at(alphas_cumprod, t), alpha_bar_at(alphas_cumprod, t_next_noisier)).x_prev
+        x = ddim_step(x, eps, alpha_bar_at(alphas_cumprod, t), alpha_bar_at(alphas_cumprod, t_next_noisier)).x_next
         if return_trajectory:
             result.trajectory.append(x)
     result.x_t = x
@@ -93,10 +93,10 @@ def edit_friendly_sigmas(grid: Sequence[int], alphas_cumprod: torch.Tensor) -> l
     grid = list(grid)
     out = []
     for t, t_prev in zip(reversed(grid[1:]), reversed(grid[:-1])):
-        a_t, a_prev = alpha_bar_at(alphas_cumprod, t), alpha_bar_at(alphas_cumprod, t_prev)
-        sigma = float(ddim_sigma(a_t, a_prev, 1.0))
+        alpha_bar_t, alpha_bar_prev = alpha_bar_at(alphas_cumprod, t), alpha_bar_at(alphas_cumprod, t_prev)
+        sigma = float(ddim_sigma(alpha_bar_t, alpha_bar_prev, 1.0))
         if sigma == 0.0:
-            sigma = float((1 - a_t).sqrt())
+            sigma = float((1 - alpha_bar_t).sqrt())
         out.append(sigma)
     return out
 
@@ -124,18 +124,18 @@ def edit_friendly_invert(
     # 1. independent noising at every level (bottom = the image itself)
     levels = {-1: x0}
     for t in grid[1:]:
-        a_t = alpha_bar_at(alphas_cumprod, t).to(x0.dtype)
+        alpha_bar_t = alpha_bar_at(alphas_cumprod, t).to(x0.dtype)
         eps_t = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
-        levels[t] = noise_to(x0, a_t, eps_t)
+        levels[t] = noise_to(x0, alpha_bar_t, eps_t)
     sigmas = edit_friendly_sigmas(grid, alphas_cumprod)
-    steps = list(zip(reversed(grid[1:]), reversed(grid[:-1])))
+    steps = reverse_pairs(grid)
     x_t = levels[grid[-1]]
     result = EditFriendlyInversion(x_t, [], sigmas, grid, [x_t])
     # 2. read off z_t step by step
     for i, (t, t_prev) in enumerate(tqdm(steps, desc="DDPM inversion", disable=not progress, leave=False)):
         eps = denoiser(x_t, t)
         mu = ddim_step(x_t, eps, alpha_bar_at(alphas_cumprod, t), alpha_bar_at(alphas_cumprod, t_prev),
-                       sigma=sigmas[i], noise=torch.zeros_like(x_t)).x_prev
+                       sigma=sigmas[i], noise=torch.zeros_like(x_t)).x_next
         z = (levels[t_prev] - mu) / sigmas[i]
         x_t = mu + sigmas[i] * z
         result.zs.append(z)
@@ -144,14 +144,21 @@ def edit_friendly_invert(
 
 
 def ddpm_replay(denoiser: Denoiser, inversion: EditFriendlyInversion, alphas_cumprod: torch.Tensor,
-                x_T: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
-    """Run the DDPM sampler with the stored z_t (and sigma_t) from ``x_T`` (default: the inverted one).
+                x_T: torch.Tensor | None = None, skip: int = 0, progress: bool = False) -> torch.Tensor:
+    """Run the DDPM sampler with the stored z_t (and sigma_t), from the top of the grid or, with
+    ``skip`` = T_skip > 0, from the level reached after the first ``skip`` steps (the thesis's
+    T_skip, §4.5 and Fig. 18: the replay starts at the inverted x there and uses the remaining z_t).
 
-    With an unchanged denoiser this reconstructs the input; with an edited denoiser or guidance
-    it gives an edit that keeps the structure fixed by the z_t.
+    ``x_T`` replaces the starting latent (default: the inverted one at that level). With an
+    unchanged denoiser this reconstructs the input; with an edited denoiser or guidance it gives
+    an edit that keeps the structure fixed by the z_t. ``skip=0`` is the full replay.
     """
-    start = inversion.x_T if x_T is None else x_T
-    return sample(denoiser, start, inversion.grid, alphas_cumprod, noises=inversion.zs, sigmas=inversion.sigmas,
+    n_steps = len(inversion.zs)
+    if not 0 <= skip < n_steps:
+        raise ValueError(f"skip (T_skip) must be in [0, {n_steps - 1}] (steps of the inversion), got {skip}")
+    start = inversion.xs[skip] if x_T is None else x_T
+    grid = inversion.grid[:len(inversion.grid) - skip]
+    return sample(denoiser, start, grid, alphas_cumprod, noises=inversion.zs[skip:], sigmas=inversion.sigmas[skip:],
                   progress=progress).x0
 
 

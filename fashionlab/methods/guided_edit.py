@@ -1,16 +1,15 @@
-"""Mask-free, classifier-guided attribute editing (paper 000, Procedure 1) and its baseline,
-Blended Diffusion (CLIP guidance inside a user mask, Avrahami et al., 2022).
+"""Mask-free, classifier-guided attribute editing (paper 000, Procedure 1).
 
 Chapter: "Mask-free, classifier-guided fashion attribute editing" (``notebooks/06_guided_editing.py``).
-Both methods run on the book's one guided reverse loop,
-:func:`fashionlab.diffusion.guidance.guided_sample`, with classifier guidance as a mean shift
-(``mode="mean_shift"``, eta = 1).
+It runs on the engine's thin guided loop, :func:`fashionlab.diffusion.guidance.guided_sample`,
+with classifier guidance as a mean shift (``mode="mean_shift"``, eta = 1, the gradient taken
+w.r.t. P_t). Its baseline, Blended Diffusion, is :mod:`fashionlab.methods.blended_diffusion`.
 
 ==========================  ============================================================  ==================
 code                        Procedure 1 of paper 000                                      notes
 ==========================  ============================================================  ==================
 ``start``                   X_k ~ N(sqrt(bar-alpha_k) X, (1 - bar-alpha_k) I)             k = ``depth``
-``P_t`` (the loss input)    X-hat_0 = (X_t - sqrt(1 - bar-alpha_t) eps) / sqrt(bar-alpha_t)
+``x0_pred`` (loss input)    X-hat_0 = (X_t - sqrt(1 - bar-alpha_t) eps) / sqrt(bar-alpha_t)
 ``views``                   ExtendingAugmentations(X-hat_0, N)                             first view as is
 attribute loss              -(1/N) sum_i log p(A | view_i), summed over target attributes   CE; f = log p
 ``mask``                    M-bar = mean over targets of the attention maps on X-hat_0       divided by its max
@@ -23,13 +22,6 @@ step                        X_{t-1} ~ N(mu + Sigma grad_total, Sigma)           
 of the attention pooler sum to 1 over the patches; 000 does not say how M-bar is scaled before
 ``1 - M-bar``, and unscaled it would be ~1/64 everywhere (no region at all), so we divide each
 image's map by its maximum. The maps are treated as constants (no gradient through M-bar).
-
-Blended Diffusion, as its public code does it: the loss sees the noisy-x0 blend of P_t and x_t,
-masked by the user mask (outside set to 0), through the extending augmentations, as the squared
-spherical distance to the prompt's CLIP embedding (weight 1000), plus a range loss (weight 50);
-the gradient is taken through the UNet with respect to x_t; after every step the region outside
-the mask is replaced by the source noised to the same level, and the final image pastes the
-source background back.
 """
 
 from __future__ import annotations
@@ -42,10 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from ..data.garments import ATTRIBUTES, SCHEMA, applicable
-from ..data.transforms import check_images
+from ..data.transforms import check_images, extending_augmentations
 from ..diffusion.core import Denoiser, alpha_bar_at, even_grid, noise_to
-from ..diffusion.guidance import guided_sample
-from ..losses import background_loss, extending_augmentations, spherical_distance
+from ..diffusion.guidance import Guidance, guided_sample
+from ..losses import background_loss
 
 
 # ----------------------------------------------------------------------------------------
@@ -91,14 +83,14 @@ def check_targets(targets: Targets, attributes: Sequence[str] = ATTRIBUTES, cate
 # ----------------------------------------------------------------------------------------
 @dataclass
 class EditOutput:
-    """What :func:`guided_edit` and :func:`blended_edit` return."""
+    """What :func:`guided_edit` and :func:`~fashionlab.methods.blended_diffusion.blended_edit` return."""
 
     edited: torch.Tensor
     """The edited images (B, 3, H, W) in [-1, 1]."""
     x_k: torch.Tensor
     """The noised start X_k."""
     grid: list[int]
-    p_t: list[torch.Tensor] = field(default_factory=list)
+    x0_preds: list[torch.Tensor] = field(default_factory=list)
     """P_t at every step, top first (``return_trajectory=True``)."""
     masks: list[torch.Tensor] = field(default_factory=list)
     """M-bar (B, 1, H, W) at every guided step, top first (``return_trajectory=True``; guided_edit only)."""
@@ -107,7 +99,7 @@ class EditOutput:
     seconds: float = 0.0
 
 
-def _check_unet_input(images: torch.Tensor, denoiser: Denoiser) -> None:
+def check_unet_input(images: torch.Tensor, denoiser: Denoiser) -> None:
     """``check_images`` with the geometry of the denoiser's UNet, where it has one: the size it was
     trained at, and the multiple of 2 its down blocks need (a UNet runs at any such size)."""
     unet_config = getattr(getattr(denoiser, "unet", None), "config", None)
@@ -118,22 +110,24 @@ def _check_unet_input(images: torch.Tensor, denoiser: Denoiser) -> None:
     check_images(images, "images", unet_config.sample_size, 2 ** halvings)
 
 
-def _check_schedule(depth: int, steps: int, alphas_cumprod: torch.Tensor) -> None:
+def check_schedule(depth: int, steps: int, alphas_cumprod: torch.Tensor) -> None:
+    """An edit depth inside the schedule and between 1 and depth + 1 steps."""
     if not 0 < depth < len(alphas_cumprod):
         raise ValueError(f"depth (k) must be in [1, {len(alphas_cumprod) - 1}], got {depth}")
     if not 1 <= steps <= depth + 1:
         raise ValueError(f"steps must be in [1, depth + 1 = {depth + 1}], got {steps}")
 
 
-def _check_views_and_eta(views: int, eta: float) -> None:
+def check_views_and_eta(views: int, eta: float) -> None:
+    """At least one augmentation view, and eta > 0 (the mean shift is 0 for DDIM)."""
     if views < 1:
         raise ValueError(f"views must be >= 1, got {views}")
     if eta <= 0:
         raise ValueError(f"eta must be > 0 for the mean shift, got {eta}")
 
 
-def _start(images: torch.Tensor, depth: int, steps: int, alphas_cumprod: torch.Tensor,
-           generator: torch.Generator | None) -> tuple[list[int], torch.Tensor]:
+def noised_start(images: torch.Tensor, depth: int, steps: int, alphas_cumprod: torch.Tensor,
+                 generator: torch.Generator | None) -> tuple[list[int], torch.Tensor]:
     """The time grid from ``depth`` down to the clean image, and X_k = q(X_k | X) (drawn on the CPU)."""
     grid = even_grid(depth, steps)
     eps = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
@@ -190,7 +184,7 @@ class GuidedEditConfig:
     def __post_init__(self) -> None:
         if self.strength < 0:
             raise ValueError(f"strength (lambda) must be >= 0, got {self.strength}")
-        _check_views_and_eta(self.views, self.eta)
+        check_views_and_eta(self.views, self.eta)
 
 
 def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module, images: torch.Tensor,
@@ -205,11 +199,11 @@ def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: to
     maps per attribute); ``perceptual`` a module with ``distance_map`` for the background loss's
     pd term (None: MSE only). All random draws (X_k, the augmentations, the steps' noise) come
     from ``generator``."""
-    _check_unet_input(images, denoiser)
-    _check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
+    check_unet_input(images, denoiser)
+    check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
     indices = check_targets(targets, classifier.attributes, categories, n_images=len(images))
     start_time = time.perf_counter()
-    grid, x_k = _start(images, cfg.depth, cfg.steps, alphas_cumprod, generator)
+    grid, x_k = noised_start(images, cfg.depth, cfg.steps, alphas_cumprod, generator)
     source = images.detach()
     b = len(images)
     labels = {a: i.repeat(cfg.views).to(images.device) for a, i in indices.items()}  # view-major, like the views
@@ -218,130 +212,26 @@ def guided_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: to
     masks: list[torch.Tensor] = []
     augment_gen = torch.Generator().manual_seed(cfg.augment_seed)
 
-    def loss_fn(p_t: torch.Tensor) -> torch.Tensor:
-        if not torch.isfinite(p_t).all():
+    def loss_fn(x0_pred: torch.Tensor) -> torch.Tensor:
+        if not torch.isfinite(x0_pred).all():
             raise ValueError(f"strength (lambda) = {cfg.strength:g} made the edit overflow (P_t is no longer "
                              "finite); use a smaller strength (the book uses 100-1000)")
-        views = extending_augmentations(p_t, cfg.views, generator=augment_gen)  # view-major; views[:b] is P_t
+        views = extending_augmentations(x0_pred, cfg.views, generator=augment_gen)  # view-major; views[:b] is P_t
         logits, maps = classifier(classifier.preprocess(views))
         attr = sum(F.cross_entropy(logits[a].float(), labels[a], reduction="none", ignore_index=-1) for a in indices)
         loss = cfg.strength * attr.view(cfg.views, b).mean(dim=0)
         if not (cfg.background or return_trajectory):
             return loss  # M-bar is needed only by the background loss and the trajectory
-        region = attention_region({a: maps[a][:b].detach() for a in indices}, list(indices), tuple(p_t.shape[-2:]),
-                                  chosen)
+        region = attention_region({a: maps[a][:b].detach() for a in indices}, list(indices),
+                                  tuple(x0_pred.shape[-2:]), chosen)
         if return_trajectory:
             masks.append(region.cpu())
         if cfg.background:
-            loss = loss + background_loss(p_t, source, 1 - region, perceptual, cfg.mse_weight, cfg.perceptual_weight)
+            loss = loss + background_loss(x0_pred, source, 1 - region, perceptual, cfg.mse_weight, cfg.perceptual_weight)
         return loss
 
-    out = guided_sample(denoiser, x_k, grid, alphas_cumprod, loss_fn, strength=1.0, mode="mean_shift",
-                        through_unet=False, eta=cfg.eta, generator=generator, return_trajectory=return_trajectory,
-                        progress=progress)
-    return EditOutput(out.x0.clamp(-1, 1), x_k, out.grid, out.x0_trajectory, masks, out.losses,
+    guidance = Guidance(strength=1.0, mode="mean_shift", through_unet=False)
+    out = guided_sample(denoiser, x_k, grid, alphas_cumprod, loss_fn, guidance, eta=cfg.eta, generator=generator,
+                        return_trajectory=return_trajectory, progress=progress)
+    return EditOutput(out.x0.clamp(-1, 1), x_k, out.grid, out.x0_preds, masks, out.losses,
                       time.perf_counter() - start_time)
-
-
-# ----------------------------------------------------------------------------------------
-# The baseline: Blended Diffusion
-# ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BlendedConfig:
-    """Hyperparameters of :func:`blended_edit`: Blended Diffusion's code defaults (100 respaced
-    steps, 25 skipped; CLIP weight 1000; range weight 50; 8 views; no background loss)."""
-
-    depth: int = 750
-    steps: int = 75
-    clip_weight: float = 1000.0
-    range_weight: float = 50.0
-    views: int = 8
-    eta: float = 1.0
-    augment_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.clip_weight < 0 or self.range_weight < 0:
-            raise ValueError(f"weights must be >= 0, got clip {self.clip_weight}, range {self.range_weight}")
-        _check_views_and_eta(self.views, self.eta)
-
-
-def blended_edit(denoiser: Denoiser, alphas_cumprod: torch.Tensor, clip_bundle, images: torch.Tensor,
-                 prompts: str | Sequence[str], mask: torch.Tensor, cfg: BlendedConfig = BlendedConfig(),
-                 generator: torch.Generator | None = None, return_trajectory: bool = False,
-                 progress: bool = False) -> EditOutput:
-    """Blended Diffusion: CLIP-guided editing of ``images`` inside ``mask`` (B, 1, H, W) in {0, 1},
-    towards ``prompts`` (one, or one per image). ``clip_bundle`` is a
-    :class:`~fashionlab.models.clip.CLIPBundle`."""
-    from ..models.clip import encode_text
-
-    _check_unet_input(images, denoiser)
-    _check_schedule(cfg.depth, cfg.steps, alphas_cumprod)
-    if mask.dim() != 4 or mask.shape[0] != len(images) or mask.shape[1] != 1 or mask.shape[-2:] != images.shape[-2:]:
-        raise ValueError(f"mask must be ({len(images)}, 1, {images.shape[-2]}, {images.shape[-1]}), "
-                         f"got {tuple(mask.shape)}")
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if len(prompts) not in (1, len(images)):
-        raise ValueError(f"prompts must be one string or one per image ({len(images)}), got {len(prompts)}")
-    start_time = time.perf_counter()
-    b = len(images)
-    mask = mask.to(images)
-    with torch.no_grad():
-        text = encode_text(clip_bundle, prompts).to(images.device).expand(b, -1)
-    grid, x_k = _start(images, cfg.depth, cfg.steps, alphas_cumprod, generator)
-    model = clip_bundle.model
-    augment_gen = torch.Generator().manual_seed(cfg.augment_seed)
-
-    def loss_fn(x_in: torch.Tensor) -> torch.Tensor:
-        views = extending_augmentations(x_in * mask, cfg.views, generator=augment_gen)
-        features = model.encode_image(clip_bundle.pixels(views))
-        clip = spherical_distance(features.float(), text.repeat(cfg.views, 1)).view(cfg.views, b).mean(dim=0)
-        outside = (x_in - x_in.clamp(-1, 1)).pow(2).mean(dim=(1, 2, 3))
-        return cfg.clip_weight * clip + cfg.range_weight * outside
-
-    def keep_background(x_prev: torch.Tensor, t_prev: int) -> torch.Tensor:
-        eps = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
-        background = noise_to(images, alpha_bar_at(alphas_cumprod, t_prev), eps) if t_prev >= 0 else images
-        return x_prev * mask + background * (1 - mask)
-
-    out = guided_sample(denoiser, x_k, grid, alphas_cumprod, loss_fn, strength=1.0, mode="mean_shift",
-                        through_unet=True, loss_on="blend", eta=cfg.eta, generator=generator,
-                        return_trajectory=return_trajectory, progress=progress, after_step=keep_background)
-    edited = out.x0.clamp(-1, 1) * mask + images * (1 - mask)
-    return EditOutput(edited, x_k, out.grid, out.x0_trajectory, [], out.losses, time.perf_counter() - start_time)
-
-
-# ----------------------------------------------------------------------------------------
-# The three rows of chapter 06's table, as edit methods for the benchmark runner
-# ----------------------------------------------------------------------------------------
-def procedure1_method(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module,
-                      perceptual: torch.nn.Module | None, cfg: GuidedEditConfig = GuidedEditConfig()):
-    """Procedure 1 as an edit method for :func:`fashionlab.methods.benchmark.run_edit_table`:
-    ``method(task_batch, generator) -> edited``, each task's target and category from the batch."""
-
-    def method(batch, generator):
-        return guided_edit(denoiser, alphas_cumprod, classifier, batch.images, [t.targets for t in batch.tasks],
-                           cfg, perceptual, [t.source.category for t in batch.tasks], generator).edited
-
-    return method
-
-
-def edit_methods(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module, clip_bundle,
-                 perceptual: torch.nn.Module | None, cfg: GuidedEditConfig = GuidedEditConfig(),
-                 blended: BlendedConfig = BlendedConfig()) -> dict:
-    """``{name: method(task_batch, generator) -> edited}`` for
-    :func:`fashionlab.methods.benchmark.run_edit_table`: Procedure 1, Procedure 1 without the
-    background loss (000 Fig. 8), and Blended Diffusion with the ground-truth region as the user
-    mask and the target's caption ("a striped t-shirt") as the prompt."""
-    from dataclasses import replace
-
-    from ..data.garments import caption
-
-    def blended_diffusion(batch, generator):
-        prompts = [caption(t.target, 0, (t.attribute,)) for t in batch.tasks]
-        return blended_edit(denoiser, alphas_cumprod, clip_bundle, batch.images, prompts,
-                            batch.regions.unsqueeze(1).float(), blended, generator).edited
-
-    return {"ours": procedure1_method(denoiser, alphas_cumprod, classifier, perceptual, cfg),
-            "ours, no background loss": procedure1_method(denoiser, alphas_cumprod, classifier, perceptual,
-                                                          replace(cfg, background=False)),
-            "Blended Diffusion": blended_diffusion}

@@ -1,4 +1,5 @@
-"""CLIP through open_clip: our tiny garment configs, the loaders of both profiles, and encoders.
+"""CLIP through open_clip: our tiny garment configs, a builder and the encoders (the loader of
+both profiles is :func:`fashionlab.zoo.loaders.load_clip`).
 
 Chapter: "CLIP for garments" (``notebooks/03_clip_for_garments.py``).
 
@@ -10,8 +11,8 @@ Importing this module registers two open_clip model configs from ``models/config
 ==================  ======================================================================
 
 Both use open_clip's own BPE tokenizer (it ships inside the open_clip package, so it works
-offline) with a context of 32 tokens. Under ``full`` the same functions load ``ViT-B-16`` with
-OpenAI weights.
+offline) with a context of 32 tokens. Under ``full`` the zoo loads ``ViT-B-16`` with OpenAI
+weights into the same :class:`CLIPBundle`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import open_clip
 import torch
 
 from .. import config
-from ..losses import clip_preprocess
+from ..data.transforms import clip_preprocess
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TINY_MODELS: tuple[str, ...] = ("garments-clip-s", "garments-clip-b")
@@ -135,27 +136,3 @@ def encode_image_tokens(bundle: CLIPBundle, pixels: torch.Tensor) -> tuple[torch
     finally:
         visual.output_tokens = previous
     return pooled, tokens
-
-
-def load_clip(name: str = "garments-clip-s", profile: str | None = None, device: str | torch.device | None = None,
-              pretrained: str | None = None, weights_dir: Path | None = None,
-              manifest_path: Path | None = None) -> CLIPBundle:
-    """Load a zoo CLIP in eval mode. ``tiny``: our shipped weights (sha256-checked against the
-    manifest; ``weights_dir``/``manifest_path`` point elsewhere, for tests). ``full``: ``ViT-B-16``
-    with OpenAI weights from the hub (``pretrained`` overrides the tag or gives a local file)."""
-    from ..zoo import registry
-
-    profile = config.get_profile() if profile is None else profile
-    device = config.get_device(device)
-    if profile == "tiny":
-        if name not in TINY_MODELS:
-            raise ValueError(f"tiny CLIP models are {TINY_MODELS}, got {name!r}")
-        where = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
-        weights = registry.verify_file(name, **where) if pretrained is None else Path(pretrained)
-        return create_clip(name, str(weights), device)
-    if profile != "full":
-        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
-    tag = FULL_PRETRAINED if pretrained is None else pretrained
-    if not Path(str(tag)).is_file():
-        config.require_hub(f"Loading CLIP {FULL_MODEL} ({tag}) under the 'full' profile")
-    return create_clip(FULL_MODEL, tag, device)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import recipes, registry
+from . import loaders, recipes, registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "verify":
         try:
-            results = registry.verify_all()
+            results = loaders.verify_all()
         except FileNotFoundError as err:
             print(f"verify failed: {err}", file=sys.stderr)
             return 1

@@ -4,22 +4,41 @@
 
 Each recipe fixes the architecture, the data (Garments seed and domain) and the training
 hyperparameters, so a model in ``weights/`` can be re-made from this file alone. Resume state
-lives in ``training/<name>/`` at the repository root (model, EMA, optimiser, step, RNG).
+lives in ``config.training_dir() / <name>`` (``training/`` at the root of a checkout: model, EMA,
+optimiser, step, RNG). Each ``export_*`` evaluates the trained model as shipped (fp16-rounded)
+and ships it with :func:`fashionlab.zoo.export.ship`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
-from ..data.garments import render, render_cache, spec_for, to_tensor
-from ..diffusion.train import DDPMTrainConfig
-from ..training import read_checkpoint
+from .. import config
+from ..data.garments import BACKGROUNDS, RenderCache, render_batch, render_cache, spec_for
+from ..data.transforms import to_uint8
+from ..diffusion import core, inversion
+from ..eval.classifiers import evaluate_attrnet, evaluate_oracle, evaluate_parser
+from ..eval.zero_shot import zero_shot_table
+from ..metrics import psnr, single_region_rate
+from ..models.attrnet import AttributeNet, attrnet_for
+from ..models.clip import create_clip
+from ..train.attrnet import (N_TEST, N_TRAIN, TEST_SEED, TRAIN_SEED, AttrNetRun, AttrNetTrainConfig, Variant,
+                             train_attrnet)
+from ..train.clip import CLIPTrainConfig, train_clip
+from ..train.ddpm import DDPMTrainConfig, load_ema_weights, train_ddpm
+from ..train.loop import CSVLog, atomic_save, read_checkpoint
+from ..train.supervised import LOSSES, SupervisedTrainConfig, train_supervised
+from .export import json_config, round_to_fp16, ship, training_record
+from .loaders import SUPERVISED_BUILDERS, build_attrnet
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TRAINING_DIR = REPO_ROOT / "training"
+
+def _workdir(name: str, workdir: Path | None) -> Path:
+    return Path(workdir) if workdir is not None else config.training_dir() / name
 
 
 @dataclass(frozen=True)
@@ -70,13 +89,11 @@ class CLIPRecipe:
     """A tiny open_clip model trained contrastively on Garments of every style and extra."""
 
     name: str
-    train: "CLIPTrainConfig"
+    train: CLIPTrainConfig
     notes: str = ""
 
 
 def _clip_recipes() -> dict[str, CLIPRecipe]:
-    from ..models.clip_training import CLIPTrainConfig
-
     return {
         "garments-clip-s": CLIPRecipe("garments-clip-s", CLIPTrainConfig(),
                                       "6.1M-parameter CLIP (ViT 6x192 at 64 px, text 4x64), all styles and extras."),
@@ -95,13 +112,11 @@ class EvaluatorRecipe:
     """``"oracle"``, ``"parser"`` or ``"category-vit"``."""
     model: dict
     """Keyword arguments of GarmentOracle / GarmentParser / CategoryViT."""
-    train: "SupervisedTrainConfig"
+    train: SupervisedTrainConfig
     notes: str = ""
 
 
 def _evaluator_recipes() -> dict[str, EvaluatorRecipe]:
-    from ..models.supervised_training import SupervisedTrainConfig
-
     return {
         "garments-oracle": EvaluatorRecipe(
             "garments-oracle", "oracle", {"widths": (32, 64, 128, 192), "blocks_per_stage": 1},
@@ -131,15 +146,13 @@ class AttrNetRecipe:
     same labelled set (a few minutes, so no resume)."""
 
     name: str
-    variant: "Variant"
-    train: "AttrNetTrainConfig"
+    variant: Variant
+    train: AttrNetTrainConfig
     n_train: int
     notes: str = ""
 
 
 def _attrnet_recipes() -> dict[str, AttrNetRecipe]:
-    from ..models.attrnet_training import N_TRAIN, AttrNetTrainConfig, Variant
-
     return {"garments-attrnet": AttrNetRecipe(
         "garments-attrnet", Variant("clip", "e2e", augment=False, clip_name="garments-clip-s", seed=0),
         AttrNetTrainConfig(bf16=True), N_TRAIN,
@@ -154,22 +167,23 @@ RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe | AttrNetRecipe] = 
 
 
 def build_evaluator(recipe: EvaluatorRecipe) -> torch.nn.Module:
-    from . import registry
-
-    torch.manual_seed(recipe.train.seed)  # parameter initialisation
-    return registry.supervised_builders()[recipe.kind](**recipe.model)
+    with config.seeded(recipe.train.seed):  # parameter initialisation
+        return SUPERVISED_BUILDERS[recipe.kind](**recipe.model)
 
 
-def get_recipe(name: str) -> DDPMRecipe | CLIPRecipe | EvaluatorRecipe:
+def get_recipe(name: str) -> DDPMRecipe | CLIPRecipe | EvaluatorRecipe | AttrNetRecipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     return RECIPES[name]
 
 
-def build_unet(recipe: DDPMRecipe):
+def build_unet(recipe: DDPMRecipe, seed: int | None = None):
+    """The recipe's ``UNet2DModel``, initialised from ``seed`` (default: the recipe's training seed)
+    without touching the caller's global RNG."""
     from diffusers import UNet2DModel
 
-    return UNet2DModel(**recipe.unet)
+    with config.seeded(recipe.train.seed if seed is None else seed):
+        return UNet2DModel(**recipe.unet)
 
 
 def build_scheduler(recipe: DDPMRecipe):
@@ -183,7 +197,7 @@ def garments_batch_sampler(seed: int, size: int, data_size: int, domain: str):
 
     def sample(generator: torch.Generator, batch_size: int) -> torch.Tensor:
         indices = torch.randint(0, data_size, (batch_size,), generator=generator).tolist()
-        return torch.stack([to_tensor(render(spec_for(seed, i, domain), size).image) for i in indices])
+        return render_batch([spec_for(seed, i, domain) for i in indices], size)
 
     return sample
 
@@ -191,38 +205,59 @@ def garments_batch_sampler(seed: int, size: int, data_size: int, domain: str):
 def run_recipe(name: str, minutes: float | None = None, max_steps: int | None = None, resume: bool = False,
                workdir: Path | None = None, progress: bool = True):
     """Train recipe ``name``; returns (steps done in all, minutes in all, finished)."""
-    from ..diffusion.train import train_ddpm
-
     recipe = get_recipe(name)
+    workdir = _workdir(name, workdir)
     if isinstance(recipe, AttrNetRecipe):
-        from ..models.attrnet_training import train_recipe
-
-        steps, minutes_done = train_recipe(recipe.variant, recipe.train, recipe.n_train, workdir or TRAINING_DIR / name,
-                                           progress=progress)
+        steps, minutes_done = train_attrnet_recipe(recipe.variant, recipe.train, recipe.n_train, workdir,
+                                                   progress=progress)
         return steps, minutes_done, True
     if isinstance(recipe, EvaluatorRecipe):
-        from ..models import supervised_training as ST
-        from ..models.attrnet_training import category_loss
-
         cache = render_cache(recipe.train.data_seed, recipe.train.cache_size, progress=progress, on_disk=True)
-        loss_fn = {"oracle": ST.oracle_loss, "parser": ST.parser_loss, "category-vit": category_loss}[recipe.kind]
-        steps, minutes_done = ST.train_supervised(build_evaluator(recipe), loss_fn, cache, recipe.train,
-                                                  workdir or TRAINING_DIR / name, minutes=minutes,
-                                                  max_steps=max_steps, resume=resume, progress=progress)
+        steps, minutes_done = train_supervised(build_evaluator(recipe), LOSSES[recipe.kind], cache, recipe.train,
+                                               workdir, minutes=minutes, max_steps=max_steps, resume=resume,
+                                               progress=progress)
         return steps, minutes_done, steps >= recipe.train.total_steps
     if isinstance(recipe, CLIPRecipe):
-        from ..models.clip_training import train_clip
-
-        steps, minutes_done = train_clip(name, recipe.train, workdir or TRAINING_DIR / name, minutes=minutes,
-                                         max_steps=max_steps, resume=resume, progress=progress)
+        steps, minutes_done = train_clip(name, recipe.train, workdir, minutes=minutes, max_steps=max_steps,
+                                         resume=resume, progress=progress)
         return steps, minutes_done, steps >= recipe.train.total_steps
-    torch.manual_seed(recipe.train.seed)  # only for parameter initialisation inside diffusers
-    model = build_unet(recipe)
     sampler = garments_batch_sampler(recipe.data_seed, recipe.unet["sample_size"], recipe.data_size, recipe.domain)
-    result = train_ddpm(model, build_scheduler(recipe), sampler, recipe.train,
-                        workdir or TRAINING_DIR / name, minutes=minutes, max_steps=max_steps, resume=resume,
-                        progress=progress)
+    result = train_ddpm(build_unet(recipe), build_scheduler(recipe), sampler, recipe.train, workdir, minutes=minutes,
+                        max_steps=max_steps, resume=resume, progress=progress)
     return result.steps, result.minutes, result.finished
+
+
+# ----------------------------------------------------------------------------------------
+# The attribute classifier: one variant of chapter 05's grid
+# ----------------------------------------------------------------------------------------
+def train_variant(variant: Variant, train: RenderCache, cfg: AttrNetTrainConfig, log_every: int = 25,
+                  progress: bool = False) -> tuple[AttributeNet, AttrNetRun]:
+    """Build ``variant``'s network and fine-tune it on ``train`` with ``cfg`` (augmentation as the
+    variant says); the grid and the zoo recipe both train through here."""
+    model = build_attrnet(variant.init, variant.clip_name, variant.seed)
+    run = train_attrnet(model, variant.strategy, train, replace(cfg, augment=variant.augment), seed=variant.seed,
+                        log_every=log_every, progress=progress)
+    return model, run
+
+
+def train_attrnet_recipe(variant: Variant, cfg: AttrNetTrainConfig, n_train: int, workdir: str | Path,
+                 progress: bool = True) -> tuple[int, float]:
+    """Train ``variant`` on the first ``n_train`` renders of the labelled set (seed
+    :data:`TRAIN_SEED`, in-domain) and leave what the zoo's export reads in ``workdir``:
+    ``checkpoint.pt`` (model, step, minutes, config) and ``loss.csv``. Returns (steps, minutes).
+    Short enough (minutes) to need no resume."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    train = render_cache(TRAIN_SEED, n_train, domain="in", progress=progress)
+    log_every = 25
+    model, run = train_variant(variant, train, cfg, log_every=log_every, progress=progress)
+    log = CSVLog(workdir / "loss.csv", ["step", "loss"], fresh=True)
+    for k, value in enumerate(run.losses):
+        log.write([(k + 1) * log_every, f"{value:.5f}"])
+    log.close()
+    atomic_save({"model": model.state_dict(), "step": cfg.steps, "minutes": run.seconds / 60,
+                 "config": {**asdict(cfg), "variant": asdict(variant), "n_train": n_train}}, workdir / "checkpoint.pt")
+    return cfg.steps, run.seconds / 60
 
 
 SAMPLERS: dict[str, tuple[int, float, bool]] = {
@@ -243,12 +278,6 @@ def evaluate_pixel_ddpm(unet, scheduler, n_samples: int = 256, n_roundtrip: int 
     (foreground = not the photo background colour); the same share for real renders; and the PSNR
     of a DDIM round trip (S_inv = S_gen = ``roundtrip_steps``, t0 = 999) on held-out garments.
     Every sampler starts from the same x_T. Returns (metrics, {sampler: samples})."""
-    from tqdm.auto import tqdm
-
-    from ..data.garments import BACKGROUNDS
-    from ..diffusion import core, inversion
-    from ..metrics import psnr, single_region_rate
-
     denoiser = core.PixelDenoiser(unet, scheduler)
     alphas_cumprod = scheduler.alphas_cumprod
     size = int(unet.config.sample_size)
@@ -267,7 +296,7 @@ def evaluate_pixel_ddpm(unet, scheduler, n_samples: int = 256, n_roundtrip: int 
         samples[name] = torch.cat(out)
         rate, _ = single_region_rate(samples[name], BACKGROUNDS["photo"])
         metrics[f"single_region_rate_{name}"] = round(rate, 4)
-    real = torch.stack([to_tensor(render(spec_for(heldout_seed, i, "in"), size).image) for i in range(n_samples)])
+    real = render_batch([spec_for(heldout_seed, i, "in") for i in range(n_samples)], size)
     real_rate, _ = single_region_rate(real, BACKGROUNDS["photo"])
     metrics["single_region_rate_real_renders"] = round(real_rate, 4)
     metrics["samplers"] = {name: f"{steps} steps, eta {eta}, clip P_t {clip}"
@@ -282,50 +311,39 @@ def evaluate_pixel_ddpm(unet, scheduler, n_samples: int = 256, n_roundtrip: int 
     return metrics, samples
 
 
-def _json_config(model_kwargs: dict) -> dict:
-    """A model's constructor arguments as the JSON config shipped beside its weights (tuples become
-    lists; the loader turns them back)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()}
-
-
 def export_evaluator(name: str, workdir: Path | None = None, heldout_seed: int = 200, n_heldout: int = 2000,
                      weights_dir: Path | None = None, manifest_path: Path | None = None, progress: bool = True) -> dict:
     """Evaluate a trained oracle, parser or category ViT on held-out renders (weights rounded to
     fp16 as shipped) and export it to the zoo with its metrics. Returns the manifest entry."""
-    from ..models import supervised_training as ST
-
     recipe = get_recipe(name)
-    workdir = workdir or TRAINING_DIR / name
+    workdir = _workdir(name, workdir)
     state = read_checkpoint(workdir)
     model = build_evaluator(recipe)
     model.load_state_dict(state["model"])
     round_to_fp16(model)
     cache = render_cache(heldout_seed, n_heldout, progress=progress)
     if recipe.kind == "category-vit":
-        metrics = ST.evaluate_oracle(model, cache)
+        metrics = evaluate_oracle(model, cache)
     elif recipe.kind == "oracle":
-        metrics = {"clean": ST.evaluate_oracle(model, cache),
-                   "noisy": ST.evaluate_oracle(model, cache, noise_max=recipe.train.noise_max,
+        metrics = {"clean": evaluate_oracle(model, cache),
+                   "noisy": evaluate_oracle(model, cache, noise_max=recipe.train.noise_max,
                                                blur_max=recipe.train.blur_max)}
     else:
-        metrics = ST.evaluate_parser(model, cache)
+        metrics = evaluate_parser(model, cache)
     metrics["heldout"] = f"{n_heldout} renders of Garments seed {heldout_seed}, all styles and extras"
     record = training_record(name, state, workdir, recipe.train.batch_size, recipe.train.data_seed,
                              f"Garments seed {recipe.train.data_seed}, all domains, {recipe.train.cache_size} renders")
-    cfg = {"model": _json_config(recipe.model)}
-    return _export(name, model, cfg, {**record, "metrics": metrics}, workdir, weights_dir, manifest_path)
+    cfg = {"model": json_config(recipe.model)}
+    return ship(name, model, cfg, {**record, "metrics": metrics}, workdir, weights_dir, manifest_path)
 
 
 def export_clip(name: str, workdir: Path | None = None, heldout_seed: int = 100, n_heldout: int = 1000,
                 weights_dir: Path | None = None, manifest_path: Path | None = None, progress: bool = True) -> dict:
     """Evaluate a trained tiny CLIP (weights rounded to fp16 as shipped) with the held-out
-    zero-shot and retrieval table of :func:`~fashionlab.models.clip_training.zero_shot_table`, and
+    zero-shot and retrieval table of :func:`~fashionlab.eval.zero_shot.zero_shot_table`, and
     export it to the zoo. Returns the manifest entry."""
-    from ..models.clip import create_clip
-    from ..models.clip_training import zero_shot_table
-
     recipe = get_recipe(name)
-    workdir = workdir or TRAINING_DIR / name
+    workdir = _workdir(name, workdir)
     state = read_checkpoint(workdir)
     bundle = create_clip(name)
     bundle.model.load_state_dict(state["model"])
@@ -337,7 +355,7 @@ def export_clip(name: str, workdir: Path | None = None, heldout_seed: int = 100,
     record = training_record(name, state, workdir, recipe.train.batch_size, recipe.train.data_seed,
                              f"Garments seed {recipe.train.data_seed}, all domains, {recipe.train.cache_size} renders "
                              "with fresh random captions")
-    return _export(name, bundle.model, {"open_clip_model": name}, {**record, "metrics": metrics}, workdir,
+    return ship(name, bundle.model, {"open_clip_model": name}, {**record, "metrics": metrics}, workdir,
                    weights_dir, manifest_path)
 
 
@@ -345,11 +363,8 @@ def export_attrnet(name: str, workdir: Path | None = None, weights_dir: Path | N
                    manifest_path: Path | None = None, n_heldout: int | None = None, progress: bool = True) -> dict:
     """Evaluate a trained AttributeNet (fp16-rounded, as shipped) on the held-out set of chapter 05
     (accuracy and attention mass in region) and on renders of every style, and export it."""
-    from ..models.attrnet import attrnet_for
-    from ..models.attrnet_training import N_TEST, TEST_SEED, TRAIN_SEED, evaluate_attrnet
-
     recipe = get_recipe(name)
-    workdir = workdir or TRAINING_DIR / name
+    workdir = _workdir(name, workdir)
     state = read_checkpoint(workdir)
     model = attrnet_for(recipe.variant.clip_name)
     model.load_state_dict(state["model"])
@@ -362,7 +377,7 @@ def export_attrnet(name: str, workdir: Path | None = None, weights_dir: Path | N
     record = training_record(name, state, workdir, recipe.train.batch_size, TRAIN_SEED,
                              f"{recipe.n_train} labelled in-domain renders of Garments seed {TRAIN_SEED}")
     record["variant"] = state["config"]["variant"]
-    return _export(name, model, {"model": {"clip_name": recipe.variant.clip_name}}, {**record, "metrics": metrics},
+    return ship(name, model, {"model": {"clip_name": recipe.variant.clip_name}}, {**record, "metrics": metrics},
                    workdir, weights_dir, manifest_path)
 
 
@@ -378,49 +393,12 @@ def export(name: str) -> dict:
     return export_recipe(name)
 
 
-def round_to_fp16(module: torch.nn.Module) -> torch.nn.Module:
-    """Round parameters and float buffers to fp16 in place (kept in fp32): the weights as shipped."""
-    with torch.no_grad():
-        for t in list(module.parameters()) + [b for b in module.buffers() if b.is_floating_point()]:
-            t.copy_(t.half().float())
-    return module
-
-
-def training_record(name: str, state: dict, workdir: Path, batch_size: int, data_seed: int, data: str) -> dict:
-    """The training facts every manifest entry carries."""
-    return {"recipe": name, "data": data, "data_seed": data_seed,
-            "training_minutes": round(float(state["minutes"]), 1), "training_steps": int(state["step"]),
-            "batch_size": batch_size, "final_loss": _last_loss(workdir)}
-
-
-def _last_loss(workdir: Path) -> float | None:
-    rows = (workdir / "loss.csv").read_text().strip().splitlines()
-    return float(rows[-1].split(",")[1]) if len(rows) > 1 else None
-
-
-def _export(name: str, module: torch.nn.Module, cfg: dict, record: dict, workdir: Path, weights_dir: Path | None,
-            manifest_path: Path | None) -> dict:
-    """Ship ``module`` (fp16) with its config and manifest record, and the run's loss curve beside it
-    (``<name>.loss.csv``, for the chapters' plots)."""
-    from . import registry
-
-    kwargs = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
-    entry = registry.export_weights(name, module, cfg, record, **kwargs)
-    (Path(weights_dir or registry.WEIGHTS_DIR) / f"{name}.loss.csv").write_text((workdir / "loss.csv").read_text())
-    return entry
-
-
 def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | None = None,
                   manifest_path: Path | None = None, evaluate: bool = True, progress: bool = True) -> dict:
     """Export the EMA weights of a trained DDPM recipe to the zoo (fp16) with its metrics; also save
     a sample grid PNG beside the checkpoint. Returns the manifest entry."""
-    from PIL import Image
-
-    from ..data.garments import to_uint8
-    from ..diffusion.train import load_ema_weights
-
     recipe = get_recipe(name)
-    workdir = workdir or TRAINING_DIR / name
+    workdir = _workdir(name, workdir)
     state = read_checkpoint(workdir)  # read once: the EMA weights and the training facts
     unet = round_to_fp16(load_ema_weights(build_unet(recipe), workdir, state).eval())  # evaluated as shipped
     scheduler = build_scheduler(recipe)
@@ -436,6 +414,6 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
                              f"Garments seed {recipe.data_seed}, domain '{recipe.domain}', "
                              f"size {recipe.unet['sample_size']}")
     record.update(planned_steps=recipe.train.total_steps, metrics=metrics)
-    cfg = {"unet": _json_config(recipe.unet),
+    cfg = {"unet": json_config(recipe.unet),
            "scheduler": recipe.scheduler}
-    return _export(name, unet, cfg, record, workdir, weights_dir, manifest_path)
+    return ship(name, unet, cfg, record, workdir, weights_dir, manifest_path)

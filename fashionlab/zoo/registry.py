@@ -1,18 +1,16 @@
-"""The model zoo: one name, two profiles.
+"""The zoo's registry: one entry per model name, the manifest of shipped weights (sha256,
+training facts, metrics), and model cards. Loading is :mod:`fashionlab.zoo.loaders`
+(``zoo.load(name)``); shipping is :mod:`fashionlab.zoo.export`.
 
 Chapter: "Diffusion in one notebook" (and every later chapter that loads a model).
 
 ========  =================================================================================
-profile   what ``load_pixel_ddpm(name)`` returns
+profile   what ``zoo.load(name)`` returns
 ========  =================================================================================
 tiny      our weights from ``fashionlab/zoo/weights/<name>.safetensors`` (fp16, sha256 checked
           against ``MANIFEST.json``) with the config in ``<name>.json``; loaded in fp32
-full      a public diffusers checkpoint from the Hugging Face hub (see :data:`REGISTRY`)
+full      a public checkpoint from the Hugging Face hub (see :data:`REGISTRY`)
 ========  =================================================================================
-
-Offline, a ``full`` load fails at once with a message that says to use ``tiny``. Every ``full``
-path takes ``source=`` (a local folder in the hub layout), which is how the tests exercise it
-with random-weight models of the same class.
 """
 
 from __future__ import annotations
@@ -81,26 +79,8 @@ REGISTRY: dict[str, ZooEntry] = {
 }
 
 
-@dataclass
-class PixelDDPM:
-    """A loaded pixel-space diffusion model: the UNet, its noise schedule and where it came from."""
-
-    unet: torch.nn.Module
-    scheduler: object
-    name: str
-    profile: str
-    source: str
-
-    @property
-    def alphas_cumprod(self) -> torch.Tensor:
-        return self.scheduler.alphas_cumprod
-
-    @property
-    def image_size(self) -> int:
-        return int(self.unet.config.sample_size)
-
-
-def _entry(name: str) -> ZooEntry:
+def entry(name: str) -> ZooEntry:
+    """The registry entry of ``name`` (``ValueError`` naming the known models if there is none)."""
     if name not in REGISTRY:
         raise ValueError(f"unknown zoo model {name!r}; known: {sorted(REGISTRY)}")
     return REGISTRY[name]
@@ -150,77 +130,6 @@ def verify_file(name: str, weights_dir: Path = WEIGHTS_DIR, manifest_path: Path 
     return weights
 
 
-def load_pixel_ddpm(
-    name: str = "garments-ddpm-64",
-    profile: str | None = None,
-    device: str | torch.device | None = None,
-    source: str | Path | None = None,
-    hub_id: str | None = None,
-    weights_dir: Path = WEIGHTS_DIR,
-    manifest_path: Path = MANIFEST_PATH,
-) -> PixelDDPM:
-    """Load a pixel DDPM by zoo name under ``profile`` (default: the active profile), in fp32, eval mode.
-
-    ``full``: ``source`` may be a local folder in the hub layout (for offline tests or a
-    pre-downloaded copy); ``hub_id`` overrides the registry's checkpoint.
-    """
-    from diffusers import DDPMScheduler, UNet2DModel
-
-    entry = _entry(name)
-    if entry.kind != "pixel-ddpm":
-        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not a pixel-ddpm")
-    profile = config.get_profile() if profile is None else profile
-    if profile not in config.PROFILES:
-        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
-    device = config.get_device(device)
-
-    if profile == "tiny":
-        state, cfg = load_tiny_state(name, weights_dir, manifest_path)
-        unet = UNet2DModel(**cfg["unet"])
-        unet.load_state_dict(state, strict=True)
-        scheduler = DDPMScheduler(**cfg["scheduler"])
-        where = str(tiny_files(name, weights_dir)[0])
-    else:
-        subfolders = entry.full_subfolders
-        if source is not None:
-            where = str(source)
-            if not Path(source).is_dir():
-                raise FileNotFoundError(f"source folder {source} does not exist")
-        else:
-            where = hub_id or entry.full_hub_id
-            config.require_hub(f"Loading {name!r} under the 'full' profile ({where})")
-        unet = UNet2DModel.from_pretrained(where, subfolder=subfolders[0] if subfolders else None,
-                                           torch_dtype=torch.float32)
-        scheduler = DDPMScheduler.from_pretrained(where, subfolder=subfolders[1] if subfolders else None)
-    unet = unet.to(device).eval()
-    return PixelDDPM(unet, scheduler, name, profile, where)
-
-
-def export_weights(name: str, module: torch.nn.Module, recipe_config: dict, record: dict,
-                   weights_dir: Path = WEIGHTS_DIR, manifest_path: Path = MANIFEST_PATH) -> dict:
-    """Write ``module``'s state as fp16 safetensors plus its config, and record it in the manifest.
-
-    ``record`` holds the training facts (recipe, data seed, minutes, steps, final loss, metrics);
-    the sha256 and size are added here. Returns the manifest entry.
-    """
-    from safetensors.torch import save_file
-
-    weights, cfg_path = tiny_files(name, weights_dir)
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
-             for k, v in module.state_dict().items()}
-    save_file(state, str(weights), metadata={"name": name, "format": "pt"})
-    cfg_path.write_text(json.dumps(recipe_config, indent=2, sort_keys=True) + "\n")
-    manifest = read_manifest(manifest_path)
-    entry = dict(record)
-    entry.update({"file": weights.name, "config": cfg_path.name, "sha256": sha256_of(weights),
-                  "bytes": weights.stat().st_size,
-                  "parameters": int(sum(p.numel() for p in module.parameters()))})
-    manifest["models"][name] = entry
-    write_manifest(manifest, manifest_path)
-    return entry
-
-
 def load_tiny_state(name: str, weights_dir: Path = WEIGHTS_DIR,
                     manifest_path: Path = MANIFEST_PATH) -> tuple[dict, dict]:
     """(fp32 state dict, config) of a shipped tiny model, after the sha256 check."""
@@ -232,30 +141,17 @@ def load_tiny_state(name: str, weights_dir: Path = WEIGHTS_DIR,
     return state, cfg
 
 
-def supervised_builders() -> dict[str, type]:
-    """Model builder per supervised zoo kind (the oracle, the parser, the category ViT, the attribute
-    classifier)."""
-    from ..models.attrnet import attrnet_for
-    from ..models.attrnet_training import CategoryViT
-    from ..models.oracle import GarmentOracle
-    from ..models.parser import GarmentParser
-
-    return {"oracle": GarmentOracle, "parser": GarmentParser, "category-vit": CategoryViT, "attrnet": attrnet_for}
-
-
-def load_evaluator(name: str, device: str | torch.device | None = None, weights_dir: Path = WEIGHTS_DIR,
-                   manifest_path: Path = MANIFEST_PATH) -> torch.nn.Module:
-    """A shipped supervised model in fp32 and eval mode: the oracle (``garments-oracle``), the parser
-    (``garments-parser``), a category ViT (``garments-vit-sup-s``) or the guidance classifier
-    (``garments-attrnet``). They work on Garments images, so both profiles use the shipped weights."""
-    entry = _entry(name)
-    builders = supervised_builders()
-    if entry.kind not in builders:
-        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not one of {sorted(builders)}")
-    state, cfg = load_tiny_state(name, weights_dir, manifest_path)
-    module = builders[entry.kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["model"].items()})
-    module.load_state_dict(state, strict=True)
-    return module.to(config.get_device(device)).eval()
+def model_card(name: str, weights_dir: Path = WEIGHTS_DIR, manifest_path: Path = MANIFEST_PATH) -> dict:
+    """What the book says about a zoo model: its registry entry (``name``, ``kind``,
+    ``description``, the ``full`` checkpoint) and, once shipped, its manifest record (training
+    minutes and steps, metrics, parameters, sha256, ...) and ``loss_log``, the path of its
+    training-loss CSV (None if it ships none). ``shipped`` says whether tiny weights are recorded."""
+    item = entry(name)
+    record = read_manifest(manifest_path)["models"].get(name, {})
+    loss_log = weights_dir / f"{name}.loss.csv"
+    return {**record, "name": name, "kind": item.kind, "description": item.description,
+            "full": item.full_hub_id, "shipped": bool(record),
+            "loss_log": loss_log if loss_log.is_file() else None}
 
 
 def list_models() -> list[dict]:
@@ -266,33 +162,3 @@ def list_models() -> list[dict]:
         rows.append({"name": name, "kind": entry.kind, "tiny": name in manifest and tiny_files(name)[0].is_file(),
                      "full": entry.full_hub_id})
     return rows
-
-
-def verify_all(weights_dir: Path | None = None, manifest_path: Path | None = None) -> dict[str, str]:
-    """Hash and load every shipped tiny model; returns {name: "ok" | error message}. A missing or
-    empty manifest is an error (``FileNotFoundError``), not an empty success: it means the package's
-    data files did not install."""
-    weights_dir = weights_dir or WEIGHTS_DIR
-    manifest_path = manifest_path or MANIFEST_PATH
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"the zoo manifest {manifest_path} is missing, so no shipped model can be "
-                                "checked; reinstall fashionlab (its package data holds the manifest)")
-    models = read_manifest(manifest_path)["models"]
-    if not models:
-        raise FileNotFoundError(f"the zoo manifest {manifest_path} lists no models")
-    results = {}
-    for name in models:
-        try:
-            kind = _entry(name).kind
-            if kind == "pixel-ddpm":
-                load_pixel_ddpm(name, profile="tiny", device="cpu", weights_dir=weights_dir, manifest_path=manifest_path)
-            elif kind == "clip":
-                from ..models.clip import load_clip
-
-                load_clip(name, profile="tiny", device="cpu", weights_dir=weights_dir, manifest_path=manifest_path)
-            else:
-                load_evaluator(name, device="cpu", weights_dir=weights_dir, manifest_path=manifest_path)
-            results[name] = "ok"
-        except (FileNotFoundError, ValueError) as err:
-            results[name] = f"FAILED: {err}"
-    return results

@@ -1,4 +1,4 @@
-"""DDPM training loop: epsilon-prediction MSE, AdamW, EMA, gradient clipping, bf16 autocast,
+"""The DDPM trainer: epsilon-prediction MSE, AdamW, EMA, gradient clipping, bf16 autocast,
 timed checkpoints with resume, and a CSV loss log.
 
 Chapter: "Diffusion in one notebook" (``notebooks/02_diffusion_basics.py``); used by the zoo
@@ -20,8 +20,8 @@ from typing import Callable
 
 import torch
 
-from ..training import fit, load_checkpoint, make_accelerator, read_checkpoint, warmup_cosine
-from .core import PREDICTION_TYPES, SCHEDULE_KEYS, noise_to
+from ..diffusion.core import PREDICTION_TYPES, SCHEDULE_KEYS, noise_to
+from .loop import OptimConfig, backward_step, build_optimizer, fit, load_checkpoint, make_accelerator, read_checkpoint
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,11 @@ class DDPMTrainConfig:
     """Steps between loss-log rows."""
     seed: int = 0
     """Seed of the explicit generators for data order, noise and timesteps."""
+
+    @property
+    def optim(self) -> OptimConfig:
+        return OptimConfig(self.learning_rate, self.total_steps, self.weight_decay, self.warmup_steps,
+                           self.min_lr_ratio, grad_clip=self.grad_clip)
 
 
 @dataclass
@@ -91,9 +96,7 @@ def train_ddpm(
     workdir.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.bf16)
     device = accelerator.device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio))
+    optimizer, lr_schedule = build_optimizer(model.parameters(), cfg.optim)
     ema = [p.detach().clone() for p in model.parameters()]
     data_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -137,8 +140,9 @@ def train_ddpm(
             for p_ema, p in zip(ema, accelerator.unwrap_model(model).parameters()):
                 p_ema.mul_(decay).add_(p.detach().cpu(), alpha=1 - decay)
 
+    model.train()
     result = fit(model=model, optimizer=optimizer, schedule=lr_schedule, accelerator=accelerator,
-                 compute_loss=compute_loss, workdir=workdir, config=run_config, total_steps=cfg.total_steps,
+                 step_fn=backward_step(accelerator, compute_loss), workdir=workdir, config=run_config, total_steps=cfg.total_steps,
                  batch_size=cfg.batch_size, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
                  checkpoint_minutes=cfg.checkpoint_minutes, step=step, minutes_before=minutes_before,
                  extra_state=lambda: {"ema": [p.detach().cpu() for p in ema], "data_rng": data_gen.get_state(),

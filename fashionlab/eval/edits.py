@@ -27,10 +27,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from ..data.garments import ATTRIBUTES, BOTTOMS, SCHEMA, GarmentSpec, edit_region, render, spec_for, to_tensor
+from ..config import write_json_atomic
+from ..data.garments import ATTRIBUTES, BOTTOMS, SCHEMA, GarmentSpec, edit_region, render, spec_for
+from ..data.transforms import to_tensor
 from ..metrics import attribute_consistency, mean_ci, predicted_attributes, preservation
-from ..training import write_json_atomic
 
 EDIT_TYPES: tuple[str, ...] = ("pattern", "colour", "fabric", "sleeve", "neckline", "category")
 """Texture edits (pattern, colour, fabric) and shape edits (sleeve, neckline, category)."""
@@ -143,8 +145,6 @@ def run_edit_table(out: str | Path, methods: dict[str, EditMethod], tasks: Seque
     per-image scores and seconds per batch to the JSON file ``out`` after each batch; an
     interrupted run resumes where it stopped. Batch k of a method draws from
     ``torch.Generator().manual_seed(seed + k)``. Returns the file's content."""
-    from tqdm.auto import tqdm
-
     out = Path(out)
     done = json.loads(out.read_text()) if out.is_file() else {}
     done.setdefault("batches", {})  # the file may hold the caller's own records beside the batches
@@ -167,6 +167,23 @@ def run_edit_table(out: str | Path, methods: dict[str, EditMethod], tasks: Seque
             **{s: [round(float(v), 5) for v in scores[s]] for s in SCORES}}
         write_json_atomic(done, out)
     return done
+
+
+def format_ci(mean: float, low: float, high: float, digits: int = 3) -> str:
+    """``"0.812 [0.745, 0.873]"``: a mean and its interval, as every table of the book prints them."""
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def table_with_ci(summary: "pd.DataFrame", scores: Sequence[str] = ("success", "consistency", "l2_outside", "perceptual"),
+                  digits: int = 3) -> "pd.DataFrame":
+    """A :func:`summarise_edits` frame for reading: ``n``, seconds per edit, and each of ``scores``
+    as ``"mean [lo, hi]"`` (:func:`format_ci`)."""
+    out = summary[["n", "seconds_per_edit"]].copy()
+    out["n"] = out["n"].astype(int)
+    out["seconds_per_edit"] = out["seconds_per_edit"].round(1)
+    for s in scores:
+        out[s] = [format_ci(m, lo, hi, digits) for m, lo, hi in zip(summary[s], summary[f"{s}_lo"], summary[f"{s}_hi"])]
+    return out
 
 
 def summarise_edits(table: dict, level: float = 0.95, pooled: bool = False) -> "pd.DataFrame":

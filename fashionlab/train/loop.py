@@ -1,7 +1,12 @@
-"""Pieces every training loop of the zoo shares: Accelerate set-up with bf16 where it pays,
-a warm-up + cosine learning-rate schedule, atomic checkpoints and a CSV log.
+"""The one training loop: :func:`fit` runs a step function through 🤗 Accelerate, with an
+optimiser config, a warm-up + cosine schedule, gradient clipping, a CSV log and atomic
+checkpoints with resume.
 
-Used by ``diffusion/train.py`` (DDPM) and ``models/clip_training.py`` (contrastive CLIP).
+Every trainer of the book runs through it: the DDPM (``train/ddpm.py``), the contrastive CLIP
+(``train/clip.py``), the evaluators (``train/supervised.py``), the attribute classifier
+(``train/attrnet.py``), and the fine-tuning methods of the later chapters. The *step function*
+owns its forward and backward passes, so a step that back-propagates several times (a
+trajectory, per-step DiffusionCLIP) fits as well as a plain ``loss.backward()``.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from tqdm.auto import tqdm
+
+from ..config import write_json_atomic
 
 
 def cpu_supports_bf16() -> bool:
@@ -60,12 +67,35 @@ def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float) -> Call
     return factor
 
 
-def write_json_atomic(data: dict, path: Path) -> None:
-    """Write ``data`` as indented, key-sorted JSON through a temporary file and a rename, so a
-    killed run never leaves a half-written results file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a linear warm-up and a cosine decay: what every trainer of the book uses."""
+
+    learning_rate: float
+    """Peak learning rate (a parameter group may set its own ``lr``)."""
+    total_steps: int
+    """The planned steps; the cosine reaches ``min_lr_ratio`` there."""
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or self.total_steps < 1 or self.warmup_steps < 0:
+            raise ValueError(f"need learning_rate > 0, total_steps >= 1 and warmup_steps >= 0, got "
+                             f"{self.learning_rate}, {self.total_steps}, {self.warmup_steps}")
+
+
+def build_optimizer(params, optim: OptimConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """(AdamW, its warm-up + cosine ``LambdaLR``) for ``params`` (tensors or parameter groups)."""
+    optimizer = torch.optim.AdamW(params, lr=optim.learning_rate, weight_decay=optim.weight_decay,
+                                  betas=optim.betas, eps=optim.eps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(optim.warmup_steps, optim.total_steps, optim.min_lr_ratio))
+    return optimizer, schedule
 
 
 PART_BYTES = 90 * 2**20
@@ -174,64 +204,92 @@ class FitResult:
     """Wall-clock minutes in all."""
     last_loss: float
     """Mean loss of the last logged window (nan if nothing was logged)."""
+    losses: list[float] = field(default_factory=list)
+    """The mean loss of every logged window of this run."""
 
 
-def fit(*, model, optimizer, schedule, accelerator, compute_loss: Callable[[], torch.Tensor], workdir: Path,
-        config: dict, total_steps: int, batch_size: int, grad_clip: float, log_every: int,
-        checkpoint_minutes: float, extra_state: Callable[[], dict], step: int = 0, minutes_before: float = 0.0,
-        after_step: Callable[[int], None] | None = None, log_columns: tuple[str, ...] = (),
+StepFn = Callable[[], "torch.Tensor | float"]
+"""Draws its own batch, runs forward and backward (``accelerator.backward``), returns the loss
+(detached or a float). :func:`fit` clips, steps the optimiser and the schedule, and zeroes the
+gradients."""
+
+
+def backward_step(accelerator, compute_loss: Callable[[], torch.Tensor]) -> StepFn:
+    """The step function of a plain trainer: ``loss = compute_loss(); accelerator.backward(loss)``."""
+
+    def step_fn() -> torch.Tensor:
+        loss = compute_loss()
+        accelerator.backward(loss)
+        return loss.detach()
+
+    return step_fn
+
+
+def fit(*, model, optimizer, schedule, accelerator, step_fn: StepFn, total_steps: int, grad_clip: float,
+        log_every: int, batch_size: int, workdir: Path | None = None, config: dict | None = None,
+        checkpoint_minutes: float = 10.0, extra_state: Callable[[], dict] = dict, step: int = 0,
+        minutes_before: float = 0.0, after_step: Callable[[int], None] | None = None,
+        clip_params: Iterable[torch.nn.Parameter] | None = None, log_columns: tuple[str, ...] = (),
         log_values: Callable[[], list] | None = None, minutes: float | None = None, max_steps: int | None = None,
         fresh_log: bool = True, progress: bool = True, desc: str = "train") -> FitResult:
-    """The loop every zoo recipe shares: loss, backward, clip, optimiser and schedule steps, a
-    CSV row every ``log_every`` steps, and an atomic checkpoint at least every
-    ``checkpoint_minutes`` and at the end. ``compute_loss()`` draws its own batch; ``after_step``
-    (e.g. an EMA update) runs after each optimiser step; ``extra_state()`` adds the loop's own
-    resume state (RNGs, EMA) to the checkpoint. Stops at ``total_steps``, after ``max_steps``
-    more steps, or after ``minutes``."""
-    ckpt_path, log_path = workdir / "checkpoint.pt", workdir / "loss.csv"
+    """Run ``step_fn`` until ``total_steps``, ``max_steps`` more steps, or ``minutes``; after each
+    call clip the gradient norm of ``clip_params`` (default: the model's) to ``grad_clip``, step
+    the optimiser and the schedule, zero the gradients, and call ``after_step(step)`` (an EMA
+    update, a clamp). Every ``log_every`` steps the mean loss goes to ``FitResult.losses`` and,
+    with a ``workdir``, a row of ``workdir/loss.csv``; with a ``workdir`` an atomic checkpoint
+    (model, optimiser, schedule, step, minutes, ``config`` and ``extra_state()``: RNGs, EMA) is
+    written at least every ``checkpoint_minutes`` and at the end. Without one (a short run in a
+    notebook) nothing is written. The model's train/eval mode is the caller's to set."""
     start = time.time()
+    ckpt_path = None if workdir is None else workdir / "checkpoint.pt"
+    clip_params = list(model.parameters() if clip_params is None else clip_params)
 
     def save() -> None:
+        if ckpt_path is None:
+            return
         state = {"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
                  "lr_schedule": schedule.state_dict(), "step": step,
                  "minutes": minutes_before + (time.time() - start) / 60, "config": config}
         state.update(extra_state())
         atomic_save(state, ckpt_path)
 
-    log = CSVLog(log_path, ["step", "loss", "lr", *log_columns, "images_per_s", "minutes"], fresh=fresh_log)
+    log = None if workdir is None else CSVLog(workdir / "loss.csv", ["step", "loss", "lr", *log_columns,
+                                                                    "images_per_s", "minutes"], fresh=fresh_log)
     stop = total_steps if max_steps is None else min(total_steps, step + max_steps)
-    last_ckpt, window, running, count, last_loss = time.time(), time.time(), 0.0, 0, float("nan")
+    last_ckpt, window, running, count, losses = time.time(), time.time(), 0.0, 0, []
     bar = tqdm(total=stop, initial=step, desc=desc, disable=not progress)
-    model.train()
     try:
         while step < stop:
             if minutes is not None and (time.time() - start) / 60 >= minutes:
                 break
-            loss = compute_loss()
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+            loss = step_fn()
+            accelerator.clip_grad_norm_(clip_params, grad_clip)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             if after_step is not None:
                 after_step(step)
             step += 1
-            running += loss.item()
+            running += float(loss)
             count += 1
             bar.update(1)
             if step % log_every == 0 or step == stop:
                 rate = count * batch_size / max(1e-9, time.time() - window)
-                last_loss = running / count
-                extra = log_values() if log_values is not None else []
-                log.write([step, f"{last_loss:.5f}", f"{schedule.get_last_lr()[0]:.3e}", *extra, f"{rate:.1f}",
-                           f"{minutes_before + (time.time() - start) / 60:.2f}"])
-                bar.set_postfix(loss=f"{last_loss:.4f}")
+                losses.append(running / count)
+                if log is not None:
+                    extra = log_values() if log_values is not None else []
+                    log.write([step, f"{losses[-1]:.5f}", f"{schedule.get_last_lr()[0]:.3e}", *extra, f"{rate:.1f}",
+                               f"{minutes_before + (time.time() - start) / 60:.2f}"])
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
                 running, count, window = 0.0, 0, time.time()
-            if (time.time() - last_ckpt) / 60 >= checkpoint_minutes:
+            if ckpt_path is not None and (time.time() - last_ckpt) / 60 >= checkpoint_minutes:
                 save()
                 last_ckpt = time.time()
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
+        # prepare() may have wrapped forward in autocast; the trained model goes back to plain fp32 calls
+        accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     save()
-    return FitResult(step, minutes_before + (time.time() - start) / 60, last_loss)
+    return FitResult(step, minutes_before + (time.time() - start) / 60, losses[-1] if losses else float("nan"), losses)

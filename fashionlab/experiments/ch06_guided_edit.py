@@ -1,7 +1,8 @@
 """The precomputed results of chapter 06 (``notebooks/06_guided_editing.py``): the edit table, its
 confirmation on unseen garments, the lambda / background-loss sweep (000 Fig. 8) and guidance with
 classifiers of different quality (000 Fig. 7). Each part runs with ``python -m``, resumes where an
-interrupted run stopped, and writes one JSON file under ``notebooks/results/``:
+interrupted run stopped, and writes one JSON file to :func:`fashionlab.config.results_dir` (the
+shipped files are package data, so the chapter reads them after ``pip install`` too):
 
 ====================  =====================  =========================================================
 part                  garments (seed)        methods
@@ -14,7 +15,7 @@ part                  garments (seed)        methods
                                              :data:`CLASSIFIER_VARIANTS` (trained here, as chapter 05's grid)
 ====================  =====================  =========================================================
 
-Usage: ``python -m fashionlab.methods.guided_edit_tables main [--n-per-type 17]``. Tuning (lambda,
+Usage: ``python -m fashionlab.experiments.ch06_guided_edit main [--n-per-type 17]``. Tuning (lambda,
 k) looks only at the ``sweep`` garments; ``main`` and ``confirm`` only report.
 """
 
@@ -26,11 +27,20 @@ from pathlib import Path
 
 import torch
 
-from ..training import write_json_atomic
-from .benchmark import EDIT_TYPES, make_tasks, run_edit_table
-from .guided_edit import BlendedConfig, GuidedEditConfig, edit_methods, procedure1_method
+from .. import config
+from ..config import write_json_atomic
+from ..data.garments import caption, render_cache
+from ..diffusion.core import Denoiser, PixelDenoiser
+from ..eval.classifiers import evaluate_attrnet
+from ..eval.edits import EDIT_TYPES, make_tasks, run_edit_table, summarise_edits
+from ..methods.blended_diffusion import BlendedConfig, blended_edit
+from ..methods.guided_edit import GuidedEditConfig, guided_edit
+from ..metrics import OraclePerceptual, ViTPerceptual
+from ..train.attrnet import N_TEST, N_TRAIN, TRAIN_SEED, VAL_SEED, AttrNetTrainConfig, Variant
+from ..zoo import loaders
+from ..zoo.recipes import train_variant
 
-RESULTS_DIR = Path("notebooks/results")
+PARTS: tuple[str, ...] = ("main", "confirm", "sweep", "classifiers")
 MAIN_SEED, CONFIRM_SEED, SWEEP_SEED, CLASSIFIER_SEED = 610, 620, 603, 604
 TABLE_EDIT = GuidedEditConfig(steps=50, strength=300.0, mse_weight=1e3, perceptual_weight=1e2)
 """Procedure 1 as the tables and chapter 06 run it: the paper's k and views, 50 steps (the latency
@@ -68,19 +78,59 @@ class EditModels:
 
 
 def load_edit_models(device: str | torch.device | None = None) -> EditModels:
-    from .. import config
-    from ..diffusion.core import PixelDenoiser
-    from ..metrics import OraclePerceptual, ViTPerceptual
-    from ..models.clip import load_clip
-    from ..zoo import registry
-
+    """The models of chapter 06, from the zoo, on ``device``."""
     device = config.get_device(device)
-    ddpm = registry.load_pixel_ddpm("garments-ddpm-64", device=device)
-    sup = registry.load_evaluator("garments-vit-sup-s", device)
-    oracle = registry.load_evaluator("garments-oracle", device)
+    ddpm = loaders.load("garments-ddpm-64", device=device)
+    sup = loaders.load("garments-vit-sup-s", device=device)
+    oracle = loaders.load("garments-oracle", device=device)
     return EditModels(PixelDenoiser(ddpm.unet, ddpm.scheduler), ddpm.alphas_cumprod,
-                      registry.load_evaluator("garments-attrnet", device), load_clip("garments-clip-s", device=device),
+                      loaders.load("garments-attrnet", device=device), loaders.load("garments-clip-s", device=device),
                       ViTPerceptual(sup.visual, sup.preprocess), oracle, OraclePerceptual(oracle))
+
+
+def results_path(part: str) -> Path:
+    """The results file of ``part`` (one of :data:`PARTS`) in :func:`fashionlab.config.results_dir`."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    return config.results_dir() / f"06_{part}.json"
+
+
+def read_results(part: str) -> dict:
+    """The shipped (or freshly computed) results of ``part``."""
+    path = results_path(part)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file at {path}; run python -m fashionlab.experiments.ch06_guided_edit {part}")
+    return json.loads(path.read_text())
+
+
+def procedure1_method(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module,
+                      perceptual: torch.nn.Module | None, cfg: GuidedEditConfig = GuidedEditConfig()):
+    """Procedure 1 as an edit method for :func:`fashionlab.eval.edits.run_edit_table`:
+    ``method(task_batch, generator) -> edited``, each task's target and category from the batch."""
+
+    def method(batch, generator):
+        return guided_edit(denoiser, alphas_cumprod, classifier, batch.images, [t.targets for t in batch.tasks],
+                           cfg, perceptual, [t.source.category for t in batch.tasks], generator).edited
+
+    return method
+
+
+def edit_methods(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module, clip_bundle,
+                 perceptual: torch.nn.Module | None, cfg: GuidedEditConfig = GuidedEditConfig(),
+                 blended: BlendedConfig = BlendedConfig()) -> dict:
+    """``{name: method(task_batch, generator) -> edited}`` for
+    :func:`fashionlab.eval.edits.run_edit_table`: Procedure 1, Procedure 1 without the
+    background loss (000 Fig. 8), and Blended Diffusion with the ground-truth region as the user
+    mask and the target's caption ("a striped t-shirt") as the prompt."""
+    def blended_diffusion(batch, generator):
+        prompts = [caption(t.target, 0, (t.attribute,)) for t in batch.tasks]
+        return blended_edit(denoiser, alphas_cumprod, clip_bundle, batch.images, prompts,
+                            batch.regions.unsqueeze(1).float(), blended, generator).edited
+
+    return {"ours": procedure1_method(denoiser, alphas_cumprod, classifier, perceptual, cfg),
+            "ours, no background loss": procedure1_method(denoiser, alphas_cumprod, classifier, perceptual,
+                                                          replace(cfg, background=False)),
+            "Blended Diffusion": blended_diffusion}
 
 
 def _start_file(out: Path, meta: dict) -> None:
@@ -130,10 +180,8 @@ def _background_label(weights: tuple[float, float] | None) -> str:
 def sweep_summary(table: dict) -> "pd.DataFrame":
     """The sweep's scores averaged over its edit types (each type weighs the same), one row per
     (background weighting, lambda) in the sweep's order, with the per-type success beside them.
-    ``edit score`` is :func:`~fashionlab.methods.benchmark.summarise_edits`' ``edit_score``
+    ``edit score`` is :func:`~fashionlab.eval.edits.summarise_edits`' ``edit_score``
     (success x consistency per edit), the quantity :func:`choose_setting` maximises."""
-    from .benchmark import summarise_edits
-
     summary = summarise_edits(table).reset_index().rename(columns={"edit_score": "edit score"})
     settings = [parse_sweep_name(m) for m in summary.method]
     summary["lambda"] = [s for s, _ in settings]
@@ -183,10 +231,6 @@ def run_classifiers(out: Path, n_per_type: int, models: EditModels, cfg: GuidedE
     """Procedure 1 guided by each classifier of :data:`CLASSIFIER_VARIANTS`, trained here exactly
     as chapter 05's grid trains it (seed 0); each one's validation accuracy is stored beside its
     edits as ``accuracy[name]``."""
-    from ..data.garments import render_cache
-    from ..models.attrnet_training import (N_TEST, N_TRAIN, TRAIN_SEED, VAL_SEED, AttrNetTrainConfig, Variant,
-                                           evaluate_attrnet, train_variant)
-
     train_cfg = AttrNetTrainConfig(bf16=True)
     _start_file(out, {"seed": seed, "n_per_type": n_per_type, "edit_types": list(EDIT_TYPES),
                       "config": asdict(cfg), "classifier_training": asdict(train_cfg),
@@ -215,15 +259,15 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description="Precompute chapter 06's results (resumable).")
-    parser.add_argument("part", choices=("main", "confirm", "sweep", "classifiers"))
+    parser.add_argument("part", choices=PARTS)
     parser.add_argument("--n-per-type", type=int, default=None,
                         help="garments per edit type (default: 17 for main/confirm, 8 otherwise)")
     args = parser.parse_args()
     loaded = load_edit_models()
     if args.part in ("main", "confirm"):
         n = args.n_per_type or 17
-        run_main(RESULTS_DIR / f"06_{args.part}.json", MAIN_SEED if args.part == "main" else CONFIRM_SEED, n, loaded)
+        run_main(results_path(args.part), MAIN_SEED if args.part == "main" else CONFIRM_SEED, n, loaded)
     elif args.part == "sweep":
-        run_sweep(RESULTS_DIR / "06_sweep.json", args.n_per_type or 8, loaded)
+        run_sweep(results_path("sweep"), args.n_per_type or 8, loaded)
     else:
-        run_classifiers(RESULTS_DIR / "06_classifiers.json", args.n_per_type or 8, loaded)
+        run_classifiers(results_path("classifiers"), args.n_per_type or 8, loaded)

@@ -1,6 +1,6 @@
 """Side-by-side benchmarks of our engine against diffusers, on the same UNet and inputs.
 
-    python -m fashionlab.bench engine [--batch 8] [--steps 50] [--repeats 3]
+    python -m fashionlab.experiments.ch02_engine_bench engine [--batch 8] [--steps 50] [--repeats 3]
 
 Chapter: "Diffusion in one notebook". Prints, for DDIM sampling (ours vs ``DDIMPipeline``) and
 DDIM inversion (ours vs ``DDIMInverseScheduler``), the median wall-clock time ratio and the
@@ -17,21 +17,22 @@ import time
 
 import torch
 
+from ..data.garments import render_batch, spec_for
+from ..diffusion import core, inversion
+from ..metrics import psnr
+from ..zoo import loaders, recipes
+
 
 def _model(random_weights: bool = False):
     """(unet, its noise-schedule config, description): the shipped garments-ddpm-64, or, only when
     ``random_weights`` is asked for, the same architecture with random weights (seed 0). A missing
     shipped model is an error, not a silent switch: timings on random weights are not the book's."""
-    from .zoo import recipes, registry
-
     if random_weights:
         recipe = recipes.get_recipe("garments-ddpm-64")
-        with torch.random.fork_rng():  # diffusers initialises from the global RNG; leave it as it was
-            torch.manual_seed(0)
-            unet = recipes.build_unet(recipe).eval()
+        unet = recipes.build_unet(recipe, seed=0).eval()
         return unet, dict(recipe.scheduler), "garments-ddpm-64 architecture, random weights (asked for)"
     try:
-        model = registry.load_pixel_ddpm("garments-ddpm-64", profile="tiny", device="cpu")
+        model = loaders.load("garments-ddpm-64", profile="tiny", device="cpu")
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}\nTo benchmark the architecture with random weights instead, pass "
                                 "--random-weights (engine(random_weights=True)).") from err
@@ -41,9 +42,6 @@ def _model(random_weights: bool = False):
 def engine(batch: int = 8, steps: int = 50, repeats: int = 3, random_weights: bool = False) -> dict:
     from diffusers import DDIMInverseScheduler, DDIMPipeline, DDIMScheduler
 
-    from .data.garments import render, spec_for, to_tensor
-    from .diffusion import core, inversion
-    from .metrics import psnr
 
     unet, schedule, what = _model(random_weights)
     size = int(unet.config.sample_size)
@@ -69,7 +67,7 @@ def engine(batch: int = 8, steps: int = 50, repeats: int = 3, random_weights: bo
         return torch.from_numpy(out.images).permute(0, 3, 1, 2) * 2 - 1
 
     # --- DDIM inversion ----------------------------------------------------------------------
-    x0 = torch.stack([to_tensor(render(spec_for(1, i, "in"), size).image) for i in range(batch)])
+    x0 = render_batch([spec_for(1, i, "in") for i in range(batch)], size)
 
     def ours_invert():
         return inversion.ddim_invert(denoiser, x0, grid, alphas_cumprod, eps_at="higher").x_t
@@ -117,7 +115,7 @@ def engine(batch: int = 8, steps: int = 50, repeats: int = 3, random_weights: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fashionlab.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m fashionlab.experiments.ch02_engine_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     eng = sub.add_parser("engine", help="our DDIM sampling and inversion vs diffusers'")

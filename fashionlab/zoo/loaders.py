@@ -1,0 +1,224 @@
+"""Loading zoo models: :func:`load` takes a name and returns the model its kind calls for, under
+either profile.
+
+Chapter: "Diffusion in one notebook" (and every later chapter that loads a model).
+
+=================  ============================================  =====================================
+kind               :func:`load` returns                          ``full`` profile
+=================  ============================================  =====================================
+``pixel-ddpm``     :class:`PixelDDPM` (UNet2DModel + scheduler)  a diffusers hub checkpoint
+``clip``           :class:`~fashionlab.models.clip.CLIPBundle`   open_clip ``ViT-B-16`` (OpenAI)
+``oracle``,        an ``nn.Module`` in eval mode                 the same shipped weights (they grade
+``parser``,                                                      and guide Garments images)
+``category-vit``,
+``attrnet``
+=================  ============================================  =====================================
+
+A later chapter adds a kind by adding a loader to :data:`LOADERS` (a fine-tuned UNet stored as an
+fp16 delta over its base, a VAE, a latent text-to-image pipeline, a LoRA adapter, an encoder).
+
+Offline, a ``full`` load fails at once with a message that says to use ``tiny``. Every ``full``
+path takes ``source=`` (a local folder in the hub layout) or ``pretrained=`` (a local file), which
+is how the tests exercise it with random-weight models of the same class.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import config
+from ..models.attrnet import AttributeNet, attrnet_for
+from ..models.category_vit import CategoryViT
+from ..models.clip import TINY_MODELS, FULL_MODEL, FULL_PRETRAINED, CLIPBundle, create_clip
+from ..models.oracle import GarmentOracle
+from ..models.parser import GarmentParser
+from ..train.attrnet import INITS
+from . import registry
+
+
+@dataclass
+class PixelDDPM:
+    """A loaded pixel-space diffusion model: the UNet, its noise schedule and where it came from."""
+
+    unet: torch.nn.Module
+    scheduler: object
+    name: str
+    profile: str
+    source: str
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.scheduler.alphas_cumprod
+
+    @property
+    def image_size(self) -> int:
+        return int(self.unet.config.sample_size)
+
+
+def load_pixel_ddpm(
+    name: str = "garments-ddpm-64",
+    profile: str | None = None,
+    device: str | torch.device | None = None,
+    source: str | Path | None = None,
+    hub_id: str | None = None,
+    weights_dir: Path = registry.WEIGHTS_DIR,
+    manifest_path: Path = registry.MANIFEST_PATH,
+) -> PixelDDPM:
+    """Load a pixel DDPM by zoo name under ``profile`` (default: the active profile), in fp32, eval mode.
+
+    ``full``: ``source`` may be a local folder in the hub layout (for offline tests or a
+    pre-downloaded copy); ``hub_id`` overrides the registry's checkpoint.
+    """
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    entry = registry.entry(name)
+    if entry.kind != "pixel-ddpm":
+        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not a pixel-ddpm")
+    profile = config.get_profile() if profile is None else profile
+    if profile not in config.PROFILES:
+        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    device = config.get_device(device)
+
+    if profile == "tiny":
+        state, cfg = registry.load_tiny_state(name, weights_dir, manifest_path)
+        unet = UNet2DModel(**cfg["unet"])
+        unet.load_state_dict(state, strict=True)
+        scheduler = DDPMScheduler(**cfg["scheduler"])
+        where = str(registry.tiny_files(name, weights_dir)[0])
+    else:
+        subfolders = entry.full_subfolders
+        if source is not None:
+            where = str(source)
+            if not Path(source).is_dir():
+                raise FileNotFoundError(f"source folder {source} does not exist")
+        else:
+            where = hub_id or entry.full_hub_id
+            config.require_hub(f"Loading {name!r} under the 'full' profile ({where})")
+        unet = UNet2DModel.from_pretrained(where, subfolder=subfolders[0] if subfolders else None,
+                                           torch_dtype=torch.float32)
+        scheduler = DDPMScheduler.from_pretrained(where, subfolder=subfolders[1] if subfolders else None)
+    unet = unet.to(device).eval()
+    return PixelDDPM(unet, scheduler, name, profile, where)
+
+
+def load_clip(name: str = "garments-clip-s", profile: str | None = None, device: str | torch.device | None = None,
+              pretrained: str | None = None, weights_dir: Path | None = None,
+              manifest_path: Path | None = None) -> CLIPBundle:
+    """Load a zoo CLIP in eval mode. ``tiny``: our shipped weights (sha256-checked against the
+    manifest; ``weights_dir``/``manifest_path`` point elsewhere, for tests). ``full``: ``ViT-B-16``
+    with OpenAI weights from the hub (``pretrained`` overrides the tag or gives a local file)."""
+    profile = config.get_profile() if profile is None else profile
+    device = config.get_device(device)
+    if profile == "tiny":
+        if name not in TINY_MODELS:
+            raise ValueError(f"tiny CLIP models are {TINY_MODELS}, got {name!r}")
+        where = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
+        weights = registry.verify_file(name, **where) if pretrained is None else Path(pretrained)
+        return create_clip(name, str(weights), device)
+    if profile != "full":
+        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    tag = FULL_PRETRAINED if pretrained is None else pretrained
+    if not Path(str(tag)).is_file():
+        config.require_hub(f"Loading CLIP {FULL_MODEL} ({tag}) under the 'full' profile")
+    return create_clip(FULL_MODEL, tag, device)
+
+
+SUPERVISED_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {
+    "oracle": GarmentOracle, "parser": GarmentParser, "category-vit": CategoryViT, "attrnet": attrnet_for}
+"""Model builder per supervised zoo kind (its shipped JSON config holds the keyword arguments)."""
+
+
+def load_evaluator(name: str, device: str | torch.device | None = None, weights_dir: Path = registry.WEIGHTS_DIR,
+                   manifest_path: Path = registry.MANIFEST_PATH) -> torch.nn.Module:
+    """A shipped supervised model in fp32 and eval mode: the oracle (``garments-oracle``), the parser
+    (``garments-parser``), a category ViT (``garments-vit-sup-s``) or the guidance classifier
+    (``garments-attrnet``). They work on Garments images, so both profiles use the shipped weights."""
+    entry = registry.entry(name)
+    if entry.kind not in SUPERVISED_BUILDERS:
+        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not one of {sorted(SUPERVISED_BUILDERS)}")
+    state, cfg = registry.load_tiny_state(name, weights_dir, manifest_path)
+    module = SUPERVISED_BUILDERS[entry.kind](**{k: tuple(v) if isinstance(v, list) else v
+                                               for k, v in cfg["model"].items()})
+    module.load_state_dict(state, strict=True)
+    return module.to(config.get_device(device)).eval()
+
+
+def _load_pixel_ddpm(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path, **kwargs):
+    return load_pixel_ddpm(name, profile, device, weights_dir=weights_dir, manifest_path=manifest_path, **kwargs)
+
+
+def _load_clip(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path, **kwargs):
+    return load_clip(name, profile, device, weights_dir=weights_dir, manifest_path=manifest_path, **kwargs)
+
+
+def _load_supervised(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path):
+    return load_evaluator(name, device, weights_dir, manifest_path)
+
+
+LOADERS: dict[str, Callable] = {"pixel-ddpm": _load_pixel_ddpm, "clip": _load_clip,
+                                **{kind: _load_supervised for kind in SUPERVISED_BUILDERS}}
+"""One loader per zoo kind: ``loader(name, profile, device, weights_dir, manifest_path, **kwargs)``."""
+
+
+def load(name: str, profile: str | None = None, device: str | torch.device | None = None,
+         weights_dir: Path | None = None, manifest_path: Path | None = None, **kwargs):
+    """Load zoo model ``name`` under ``profile`` (default: the active one) on ``device``, in fp32 and
+    eval mode; what comes back depends on its kind (module table). ``kwargs`` go to the kind's
+    loader (``source=``/``hub_id=`` for a pixel DDPM, ``pretrained=`` for a CLIP)."""
+    entry = registry.entry(name)
+    if profile is not None and profile not in config.PROFILES:
+        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    return LOADERS[entry.kind](name, profile, device, weights_dir or registry.WEIGHTS_DIR,
+                               manifest_path or registry.MANIFEST_PATH, **kwargs)
+
+
+def build_attrnet(init: str, clip_name: str = "garments-clip-s", seed: int = 0, heads: int = 4) -> AttributeNet:
+    """An AttributeNet on a fresh copy of the ``init`` backbone (one of
+    :data:`~fashionlab.train.attrnet.INITS`); the pooler and heads are initialised from ``seed``.
+    ``clip`` and ``supervised`` load shipped zoo weights. The caller's global RNG is left as it was."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if init == "random":
+        with config.seeded(seed + 1000):  # the backbone's own random draw, apart from the pooler's
+            visual = create_clip(clip_name).model.visual
+    else:
+        with config.seeded(0):  # loading builds (then overwrites) a random init: keep it off the global RNG
+            if init == "clip":
+                visual = copy.deepcopy(load_clip(clip_name, profile="tiny", device="cpu").model.visual)
+            else:
+                visual = copy.deepcopy(load_evaluator(supervised_name(clip_name), device="cpu").visual)
+    with config.seeded(seed):
+        return AttributeNet(visual.train(), heads=heads, backbone_init=init)
+
+
+def supervised_name(clip_name: str) -> str:
+    """The zoo name of the supervised backbone that matches ``clip_name`` (``garments-clip-s`` ->
+    ``garments-vit-sup-s``)."""
+    return "garments-vit-sup-" + clip_name.rsplit("-", 1)[-1]
+
+
+def verify_all(weights_dir: Path | None = None, manifest_path: Path | None = None) -> dict[str, str]:
+    """Hash and load every shipped tiny model; returns {name: "ok" | error message}. A missing or
+    empty manifest is an error (``FileNotFoundError``), not an empty success: it means the package's
+    data files did not install."""
+    weights_dir = weights_dir or registry.WEIGHTS_DIR
+    manifest_path = manifest_path or registry.MANIFEST_PATH
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"the zoo manifest {manifest_path} is missing, so no shipped model can be "
+                                "checked; reinstall fashionlab (its package data holds the manifest)")
+    models = registry.read_manifest(manifest_path)["models"]
+    if not models:
+        raise FileNotFoundError(f"the zoo manifest {manifest_path} lists no models")
+    results = {}
+    for name in models:
+        try:
+            load(name, profile="tiny", device="cpu", weights_dir=weights_dir, manifest_path=manifest_path)
+            results[name] = "ok"
+        except (FileNotFoundError, ValueError) as err:
+            results[name] = f"FAILED: {err}"
+    return results
