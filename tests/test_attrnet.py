@@ -1,19 +1,19 @@
 import pytest
 import torch
 
+from fashionlab.data import garments
+from fashionlab.data import transforms
+from fashionlab.eval import classifiers
+from fashionlab.experiments import ch05_attrnet_grid
 from fashionlab.losses import masked_attribute_ce
 from fashionlab.models import clip
 from fashionlab.models.attrnet import AttributeNet, apply_strategy, attrnet_for
-from fashionlab.data import garments
-from fashionlab.data import transforms
-from fashionlab.zoo import loaders
-from fashionlab.zoo import export
-from fashionlab.zoo import recipes
+from fashionlab.models.category_vit import CategoryViT
 from fashionlab.train import attrnet as attrnet_training
 from fashionlab.train import loop, supervised
-from fashionlab.eval import classifiers
-from fashionlab.experiments import ch05_attrnet_grid
-from fashionlab.models.category_vit import CategoryViT
+from fashionlab.zoo import export
+from fashionlab.zoo import loaders
+from fashionlab.zoo import recipes
 
 
 @pytest.fixture()
@@ -255,10 +255,6 @@ def test_shipped_attrnet_reads_garments(tiny_profile):
 def test_shipped_attrnet_follows_the_committed_grid():
     """The recipe of garments-attrnet is the row best_variant picks, on validation accuracy, among
     the committed grid's rows on garments-clip-s (the rows chapter 06's results rest on)."""
-    import json
-    from pathlib import Path
-
-
     runs = ch05_attrnet_grid.read_tables()["runs"]
     rows_s = [v for v in attrnet_training.table_variants() if v.clip_name == "garments-clip-s"]
     best, _ = ch05_attrnet_grid.best_variant(runs, rows_s)

@@ -5,14 +5,13 @@ import pytest
 import torch
 
 from fashionlab import losses, metrics
-from fashionlab.models import clip
-from fashionlab.zoo import loaders
-from fashionlab.data import transforms
 from fashionlab.data import garments
-from fashionlab.zoo import recipes
-from fashionlab.train import clip as clip_training
+from fashionlab.data import transforms
 from fashionlab.eval import zero_shot
-from fashionlab import metrics
+from fashionlab.models import clip
+from fashionlab.train import clip as clip_training
+from fashionlab.zoo import loaders
+from fashionlab.zoo import recipes
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,6 @@ def test_per_step_mode_keeps_one_step_of_graph(scheduler):
     grid = core.diffusionclip_grid(300, 6)
     x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     chain = saved_bytes(lambda: core.sample_with_grad(den, x_T, grid, scheduler.alphas_cumprod).x0.sum().backward())
-    per_step_peak = []
 
     def on_step(i, t, step):
         step.x0_pred.sum().backward()
@@ -136,3 +135,38 @@ def test_latent_optimisation_and_translation_run(scheduler, bundle):
     assert bridge.shape == translated.shape == x.shape
     with pytest.raises(ValueError, match="t_s must be"):
         diffusionclip.translate(den, den, scheduler.alphas_cumprod, x, t_s=0)
+
+
+def test_full_profile_path_the_papers_setting_on_random_twins(tmp_path, full_profile):
+    """The chapter's `full` path, "face" -> "angry face" with a pixel DDPM in the hub layout of
+    google/ddpm-celebahq-256 (unet/, scheduler/) and open_clip ViT-B-16: random-weight twins, one step."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from fashionlab.zoo import loaders
+
+    tiny_unet().save_pretrained(tmp_path / "unet")
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "scheduler")
+    with config.seeded(0):
+        vit, _, _ = open_clip.create_model_and_transforms("ViT-B-16", pretrained=None)
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
+    ddpm = loaders.load("garments-ddpm-64", device="cpu", source=tmp_path)
+    bundle = loaders.load("garments-clip-s", device="cpu", pretrained=str(tmp_path / "vit.safetensors"))
+    assert ddpm.profile == bundle.profile == "full" and bundle.image_size == 224
+    face = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cfg = diffusionclip.DiffusionCLIPConfig(depth=300, inv_steps=3, gen_steps=2, test_gen_steps=3, batch_size=1,
+                                            learning_rate=1e-4)
+    result = diffusionclip.finetune(ddpm.unet, ddpm.scheduler, bundle, face, [diffusionclip.TextPair("face", "angry face")],
+                                    cfg)
+    assert result.steps == 1 and result.losses[0] == result.losses[0]
+    with pytest.raises(ValueError, match="fine-tune the full base yourself"):
+        loaders.load("garments-dclip-striped")
+
+
+def test_shipped_learning_rates_are_the_committed_sweeps_choice():
+    from fashionlab.experiments import ch07_diffusionclip
+    from fashionlab.zoo import recipes
+
+    sweep = ch07_diffusionclip.read_results("sweep")
+    for edit in ch07_diffusionclip.EDITS:
+        assert recipes.RECIPES[f"garments-dclip-{edit}"].train.learning_rate == ch07_diffusionclip.choose_lr(sweep, edit)

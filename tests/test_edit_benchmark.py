@@ -1,18 +1,17 @@
 """Edit tasks, their ground-truth scores and the resumable edit-table runner."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from fashionlab.models.oracle import GarmentOracle
+from fashionlab import metrics
 from fashionlab.data import garments
 from fashionlab.eval import edits
 from fashionlab.experiments import ch06_guided_edit
-from fashionlab.methods import guided_edit
 from fashionlab.methods import blended_diffusion
-from fashionlab import metrics
+from fashionlab.methods import guided_edit
+from fashionlab.models.oracle import GarmentOracle
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +190,25 @@ def test_chapter06_settings_are_the_committed_sweeps_choice():
     strength, (mse, pd_weight) = ch06_guided_edit.choose_setting(table)
     assert (ch06_guided_edit.TABLE_EDIT.strength, ch06_guided_edit.TABLE_EDIT.mse_weight, ch06_guided_edit.TABLE_EDIT.perceptual_weight) == (strength, mse, pd_weight)
     assert ch06_guided_edit.TABLE_EDIT.background and table["config"]["depth"] == ch06_guided_edit.TABLE_EDIT.depth
+
+
+def test_style_and_extra_tasks_are_graded_by_the_style_head_and_the_extras_judge(tiny_profile):
+    from fashionlab.zoo import loaders
+
+    tasks = edits.tasks_for(730, 6, "extra", "pocket") + edits.tasks_for(730, 6, "style", "sketch")
+    assert all(t.value == "pocket" and "pocket" not in t.source.extras for t in tasks[:6])
+    assert all(t.value == "sketch" and t.source.style == "photo" for t in tasks[6:])
+    mixed = edits.make_tasks(731, 3, ("style", "extra"))
+    assert [t.attribute for t in mixed] == ["style"] * 3 + ["extra"] * 3
+    oracle, judge = loaders.load("garments-oracle", device="cpu"), loaders.load("garments-extras-judge", device="cpu")
+    perceptual = metrics.OraclePerceptual(oracle)
+    for chunk in (tasks[:6], tasks[6:]):
+        batch = edits.render_tasks(chunk)
+        ideal = garments.render_batch([t.target for t in chunk])
+        assert edits.score_edits(batch, ideal, oracle, perceptual, judge)["success"].mean() >= 5 / 6
+        assert edits.score_edits(batch, batch.images, oracle, perceptual, judge)["success"].mean() <= 1 / 6
+    with pytest.raises(ValueError, match="extras judge"):
+        edits.score_edits(edits.render_tasks(tasks[:2]), garments.render_batch([t.target for t in tasks[:2]]),
+                          oracle, perceptual)
+    with pytest.raises(ValueError, match="attribute must be one of"):
+        edits.tasks_for(730, 2, "mood", "happy")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fashionlab import metrics
-from fashionlab.models.oracle import GarmentOracle
 from fashionlab.data import garments
+from fashionlab.models.oracle import GarmentOracle
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import torch
 
+from fashionlab import metrics
+from fashionlab.data import garments
+from fashionlab.data import transforms
+from fashionlab.eval import classifiers
 from fashionlab.losses import masked_attribute_ce
 from fashionlab.models.oracle import HEADS, GarmentOracle
 from fashionlab.models.parser import GarmentParser
-from fashionlab.data import garments
-from fashionlab.data import transforms
-from fashionlab.zoo import loaders
-from fashionlab.zoo import export
-from fashionlab.zoo import recipes
 from fashionlab.train import supervised
-from fashionlab.eval import classifiers
-from fashionlab import metrics
+from fashionlab.zoo import export
+from fashionlab.zoo import loaders
+from fashionlab.zoo import recipes
 
 
 def test_oracle_shapes_and_features():

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from fashionlab.data import garments
 
+from fashionlab.data import garments, transforms
 
 
 def _digest(seed: int, n: int, domain: str) -> str:
@@ -214,7 +214,7 @@ def test_dataset_items_and_collate():
     batch = next(iter(loader))
     assert batch["image"].shape == (4, 3, 64, 64) and len(batch["spec"]) == 4
     assert torch.equal(garments.GarmentsDataset(8, seed=1, domain="all")[3]["image"], item["image"])
-    assert np.array_equal(garments.to_uint8(item["image"]), garments.render(item["spec"], 64).image)
+    assert np.array_equal(transforms.to_uint8(item["image"]), garments.render(item["spec"], 64).image)
     with pytest.raises(IndexError):
         ds[8]
 

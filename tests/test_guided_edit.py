@@ -5,14 +5,14 @@ import torch
 from diffusers import DDPMScheduler
 
 from fashionlab import losses
-from fashionlab.diffusion import core, guidance
+from fashionlab import metrics
+from fashionlab.data import garments
+from fashionlab.diffusion import core
+from fashionlab.methods import blended_diffusion
+from fashionlab.methods import guided_edit
 from fashionlab.models import clip
 from fashionlab.models.attrnet import AttributeNet
 from tests.test_diffusion_engine import tiny_unet
-from fashionlab.data import garments
-from fashionlab.methods import guided_edit
-from fashionlab.methods import blended_diffusion
-from fashionlab import metrics
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ Each shipped model's headline metrics in ``fashionlab/zoo/MANIFEST.json`` are re
 very held-out set the export used (the shipped weights are the fp16 weights the export
 evaluated), and one run of chapter 05's grid and one batch of chapter 06's main table are redone
 from their committed settings and compared with the committed results files. Tolerances allow
+
+
 for another CPU's rounding, not for a changed result: a few edits or images in a thousand.
 """
 

@@ -4,11 +4,12 @@ import matplotlib
 import torch
 from diffusers import DDPMScheduler
 
+from fashionlab.data import garments
 from fashionlab.diffusion import core
 from fashionlab.models.attrnet import attrnet_for
 from fashionlab.widgets import guided_editor
 from tests.test_diffusion_engine import tiny_unet
-from fashionlab.data import garments
+
 
 matplotlib.use("Agg")
 

@@ -7,16 +7,16 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from fashionlab.diffusion import core
 from fashionlab.data import garments
 from fashionlab.data import transforms
-from fashionlab.zoo import loaders
-from fashionlab.zoo import export
-from fashionlab.zoo import recipes
-from fashionlab.zoo import registry
+from fashionlab.diffusion import core
+from fashionlab.metrics import psnr
 from fashionlab.train import ddpm as ddpm_training
 from fashionlab.train import loop
-from fashionlab.metrics import psnr
+from fashionlab.zoo import export
+from fashionlab.zoo import loaders
+from fashionlab.zoo import recipes
+from fashionlab.zoo import registry
 
 
 def small_unet(out_channels: int = 3) -> UNet2DModel:
@@ -264,3 +264,35 @@ def test_one_entry_point_loads_every_kind_and_cards_describe_them(tiny_profile):
         zoo.model_card("garments-nope")
     with pytest.raises(ValueError, match="profile must be one of"):
         zoo.load("garments-oracle", profile="huge")
+
+
+def test_apply_delta_reproduces_the_finetuned_unet():
+    import copy
+
+    from tests.test_diffusion_engine import tiny_unet
+
+    base, tuned = tiny_unet(seed=0), tiny_unet(seed=1)
+    delta = {k: v - base.state_dict()[k] for k, v in tuned.state_dict().items() if v.is_floating_point()}
+    rebuilt = loaders.apply_delta(copy.deepcopy(base), delta)
+    for key, value in tuned.state_dict().items():
+        torch.testing.assert_close(rebuilt.state_dict()[key], value)
+    with pytest.raises(ValueError, match="another model"):
+        loaders.apply_delta(copy.deepcopy(base), {"nope": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("name", [n for n, e in registry.REGISTRY.items() if e.kind == "pixel-ddpm-delta"])
+def test_shipped_finetunes_reproduce_their_recorded_output(name, tiny_profile):
+    """Base + shipped fp16 delta gives the output recorded at export (chapter 07's fine-tunes)."""
+    record = registry.read_manifest()["models"].get(name)
+    if record is None:
+        pytest.fail(f"{name} is registered but not shipped")
+    model = loaders.load(name, device="cpu")
+    fingerprint = recipes.output_fingerprint(model.unet)
+    recorded = record["metrics"]["fingerprint"]
+    assert fingerprint["mean"] == pytest.approx(recorded["mean"], abs=1e-5)
+    assert fingerprint["abs_mean"] == pytest.approx(recorded["abs_mean"], rel=1e-4)
+    assert fingerprint["first"] == pytest.approx(recorded["first"], abs=1e-4)
+    base = loaders.load(registry.entry(name).base, device="cpu")
+    assert recipes.output_fingerprint(base.unet)["mean"] != pytest.approx(recorded["mean"], abs=1e-6)
+    with pytest.raises(ValueError, match="fine-tune the full base yourself"):
+        loaders.load(name, profile="full")

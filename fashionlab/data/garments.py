@@ -21,6 +21,7 @@ the same pixels on any machine.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from .transforms import to_tensor, to_uint8
+from .transforms import to_tensor
 
 # ----------------------------------------------------------------------------------------
 # Schema: the one source of truth for attributes (modelled on Shopping100k, paper 000 Tab. 1)
@@ -71,6 +72,8 @@ ATTRIBUTE_REGION: dict[str, str] = {
     "fabric": "garment",
     "category": "garment+margin",
     "fit": "garment+margin",
+    "style": "image",
+    "extra": "detail",
 }
 
 # sRGB colours chosen to stay distinguishable at 64 px and far from every background.
@@ -770,6 +773,11 @@ class RenderCache:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @functools.cached_property
+    def extras(self) -> torch.Tensor:
+        """(N, 3) int64: 1 where the garment carries each of :data:`EXTRAS`, else 0."""
+        return torch.tensor([[int(e in spec.extras) for e in EXTRAS] for spec in self.specs], dtype=torch.int64)
+
 
 def render_cache(seed: int, n: int, size: int = 64, domain: str = "all", progress: bool = True,
                  on_disk: bool = False) -> RenderCache:
@@ -833,10 +841,11 @@ def region_mask(parts: np.ndarray | torch.Tensor, attribute: str, margin: float 
     See :data:`ATTRIBUTE_REGION`: sleeve -> sleeves; neckline/collar -> the neck trim grown by
     ``margin/2`` (it then covers the opening); pattern/colour/fabric -> every garment pixel;
     category/fit -> the garment grown by ``margin`` (a fraction of the image width), since
-    shape edits move the silhouette.
+    shape edits move the silhouette; style -> the whole image (a style redraws the background too);
+    extra -> the detail part (pocket, logo, belt) grown by ``margin/2``.
     """
     if attribute not in ATTRIBUTE_REGION:
-        raise ValueError(f"attribute must be one of {ATTRIBUTES}, got {attribute!r}")
+        raise ValueError(f"attribute must be one of {tuple(ATTRIBUTE_REGION)}, got {attribute!r}")
     parts_t = torch.as_tensor(np.asarray(parts) if not isinstance(parts, torch.Tensor) else parts)
     if parts_t.dim() not in (2, 3):
         raise ValueError(f"parts must have shape (H, W) or (B, H, W), got {tuple(parts_t.shape)}")
@@ -851,6 +860,10 @@ def region_mask(parts: np.ndarray | torch.Tensor, attribute: str, margin: float 
         return _dilate(parts_t == NECK, max(1, radius // 2))
     if region == "garment":
         return parts_t > 0
+    if region == "image":  # a render style redraws everything, background included
+        return torch.ones(parts_t.shape, dtype=torch.bool)
+    if region == "detail":  # a pocket, logo or belt, and the seam around it
+        return _dilate(parts_t == DETAIL, max(1, radius // 2))
     return _dilate(parts_t > 0, radius)
 
 
@@ -926,7 +939,6 @@ def caption(spec: GarmentSpec, template: int = 0, attributes: tuple[str, ...] | 
     words = {n: _word(n, v) for n, v in values.items()}
     collar = words.get("collar")
     if template == 2:
-        parts = [spec.category]
         listed = [words[n] for n in ("colour", "pattern", "fabric", "fit", "sleeve", "neckline") if n in words]
         if collar is not None:
             listed.append(collar)

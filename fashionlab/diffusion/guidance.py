@@ -213,6 +213,7 @@ def guided_sample(
         sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta) if sigmas is None else torch.tensor(sigmas[i])
         noise = None if noises is None else noises[i]
         guided = guidance.step_start <= i < step_stop
+        x_prev = x_t
         for r in range(1 + (guidance.recurrence if guided else 0)):
             if r > 0:
                 x_t = renoise(x_prev, alpha_bar_t, alpha_bar_prev, generator)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.garments import ATTRIBUTES, PARTS, RenderCache, region_mask
+from ..data.garments import ATTRIBUTES, EXTRAS, PARTS, RenderCache, region_mask
 from ..data.transforms import noise_and_blur, to_model_input
 from ..metrics import expected_calibration_error
 from ..models.attrnet import AttributeNet
@@ -39,6 +39,24 @@ def evaluate_oracle(model: torch.nn.Module, cache: RenderCache, batch_size: int 
         out["accuracy"][name] = round(float((probs[keep].argmax(1) == labels[keep]).float().mean()), 4)
         out["ece"][name] = round(expected_calibration_error(probs[keep], labels[keep]), 4)
     out["mean_accuracy"] = round(float(np.mean([v for a, v in out["accuracy"].items() if a != "style"])), 4)
+    return out
+
+
+@torch.no_grad()
+def evaluate_extras(model: torch.nn.Module, cache: RenderCache, batch_size: int = 250) -> dict:
+    """Held-out accuracy of each absent/present head of the extras judge, its recall on the
+    renders that carry the extra, and their mean."""
+    model.eval()
+    logits: dict[str, list] = {e: [] for e in EXTRAS}
+    for start in range(0, len(cache), batch_size):
+        for name, value in model(to_model_input(cache.images[start:start + batch_size])).items():
+            logits[name].append(value.float())
+    out: dict = {"accuracy": {}, "recall": {}}
+    for k, extra in enumerate(EXTRAS):
+        pred, truth = torch.cat(logits[extra]).argmax(1), cache.extras[:, k]
+        out["accuracy"][extra] = round(float((pred == truth).float().mean()), 4)
+        out["recall"][extra] = round(float((pred[truth == 1] == 1).float().mean()), 4)
+    out["mean_accuracy"] = round(float(np.mean(list(out["accuracy"].values()))), 4)
     return out
 
 

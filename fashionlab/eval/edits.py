@@ -30,12 +30,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import write_json_atomic
-from ..data.garments import ATTRIBUTES, BOTTOMS, SCHEMA, GarmentSpec, edit_region, render, spec_for
+from ..data.garments import ATTRIBUTES, BOTTOMS, EXTRAS, SCHEMA, STYLES, GarmentSpec, edit_region, render, spec_for
 from ..data.transforms import to_tensor
 from ..metrics import attribute_consistency, mean_ci, predicted_attributes, preservation
 
 EDIT_TYPES: tuple[str, ...] = ("pattern", "colour", "fabric", "sleeve", "neckline", "category")
 """Texture edits (pattern, colour, fabric) and shape edits (sleeve, neckline, category)."""
+TASK_TYPES: tuple[str, ...] = ATTRIBUTES + ("style", "extra")
+"""Every attribute an edit task may change: the schema's, the render style, and adding a detail extra
+(the last two take a garment out of the DDPM's domain; the extras are graded by the extras judge)."""
 SCORES: tuple[str, ...] = ("success", "consistency", "l2_outside", "perceptual_outside", "perceptual")
 
 
@@ -51,6 +54,9 @@ class EditTask:
 
     @property
     def value(self) -> str:
+        if self.attribute == "extra":  # the extra the edit adds
+            (added,) = set(self.target.extras) - set(self.source.extras)
+            return added
         return getattr(self.target, self.attribute)
 
     @property
@@ -64,6 +70,43 @@ def _category_choices(category: str) -> list[str]:
     return [c for c in group if c != category]
 
 
+def _alternatives(spec: GarmentSpec, attribute: str) -> list[str]:
+    """The values ``attribute`` of ``spec`` could be edited to (empty if it does not apply)."""
+    if attribute == "style":
+        return [s for s in STYLES if s != spec.style]
+    if attribute == "extra":
+        return [e for e in EXTRAS if e not in spec.extras]
+    current = getattr(spec, attribute)
+    if current is None:
+        return []
+    return _category_choices(current) if attribute == "category" else [v for v in SCHEMA[attribute] if v != current]
+
+
+def edited_spec(spec: GarmentSpec, attribute: str, value: str) -> GarmentSpec:
+    """``spec`` with ``attribute`` set to ``value`` (for ``"extra"``: with that extra added)."""
+    if attribute == "extra":
+        return spec.edit(extras=tuple(e for e in EXTRAS if e in spec.extras or e == value))
+    return spec.edit(**{attribute: value})
+
+
+def tasks_for(seed: int, n: int, attribute: str, value: str, domain: str = "in") -> list[EditTask]:
+    """``n`` tasks that all set ``attribute`` to ``value`` (a fine-tuned model's one edit), on the
+    first garments of ``seed`` the edit changes."""
+    if attribute not in TASK_TYPES:
+        raise ValueError(f"attribute must be one of {TASK_TYPES}, got {attribute!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    tasks, index = [], 0
+    while len(tasks) < n:
+        spec = spec_for(seed, index, domain)
+        index += 1
+        if value in _alternatives(spec, attribute):
+            tasks.append(EditTask(seed, index - 1, attribute, spec, edited_spec(spec, attribute, value)))
+        elif index > 100 * n:
+            raise ValueError(f"no garment of seed {seed} (domain {domain!r}) can take {attribute}={value!r}")
+    return tasks
+
+
 def make_tasks(seed: int, n_per_type: int, edit_types: Sequence[str] = EDIT_TYPES, domain: str = "in",
                choice_seed: int = 0) -> list[EditTask]:
     """``n_per_type`` tasks per edit type on garments ``spec_for(seed, 0..)`` where the attribute
@@ -71,8 +114,8 @@ def make_tasks(seed: int, n_per_type: int, edit_types: Sequence[str] = EDIT_TYPE
     if n_per_type < 1:
         raise ValueError(f"n_per_type must be >= 1, got {n_per_type}")
     for attribute in edit_types:
-        if attribute not in ATTRIBUTES:
-            raise ValueError(f"edit types must be attributes {ATTRIBUTES}, got {attribute!r}")
+        if attribute not in TASK_TYPES:
+            raise ValueError(f"edit types must be one of {TASK_TYPES}, got {attribute!r}")
     rng = np.random.default_rng([seed, choice_seed])
     tasks = []
     for attribute in edit_types:
@@ -80,12 +123,10 @@ def make_tasks(seed: int, n_per_type: int, edit_types: Sequence[str] = EDIT_TYPE
         while found < n_per_type:
             spec = spec_for(seed, index, domain)
             index += 1
-            current = getattr(spec, attribute)
-            if current is None:
+            choices = _alternatives(spec, attribute)
+            if not choices:
                 continue
-            choices = _category_choices(current) if attribute == "category" else \
-                [v for v in SCHEMA[attribute] if v != current]
-            target = spec.edit(**{attribute: choices[int(rng.integers(len(choices)))]})
+            target = edited_spec(spec, attribute, choices[int(rng.integers(len(choices)))])
             tasks.append(EditTask(seed, index - 1, attribute, spec, target))
             found += 1
     return tasks
@@ -116,16 +157,30 @@ def render_tasks(tasks: Sequence[EditTask], size: int = 64) -> TaskBatch:
     return TaskBatch(list(tasks), torch.stack(images), torch.stack(regions), torch.stack(labels))
 
 
+def _succeeded(task: EditTask, k: int, predicted: torch.Tensor, logits: dict, extras: dict | None) -> bool:
+    """Whether edit ``k`` shows its target (the oracle's heads; the judge's for an extra)."""
+    if task.attribute == "style":
+        return int(logits["style"][k].argmax()) == STYLES.index(task.value)
+    if task.attribute == "extra":
+        return int(extras[task.value][k].argmax()) == 1
+    return int(predicted[k, ATTRIBUTES.index(task.attribute)]) == SCHEMA[task.attribute].index(task.value)
+
+
 @torch.no_grad()
-def score_edits(batch: TaskBatch, edited: torch.Tensor, oracle: torch.nn.Module,
-                perceptual: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Per-image scores (see the module table) of ``edited`` against the tasks of ``batch``."""
+def score_edits(batch: TaskBatch, edited: torch.Tensor, oracle: torch.nn.Module, perceptual: torch.nn.Module,
+                judge: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Per-image scores (see the module table) of ``edited`` against the tasks of ``batch``. A style
+    edit succeeds when the oracle's style head reads the target style; an ``extra`` edit when the
+    extras ``judge`` (zoo ``garments-extras-judge``, required for them) sees the added extra."""
     if edited.shape != batch.images.shape:
         raise ValueError(f"edited must match the sources' shape {tuple(batch.images.shape)}, got {tuple(edited.shape)}")
+    if judge is None and any(t.attribute == "extra" for t in batch.tasks):
+        raise ValueError("extra edits need the extras judge: pass judge=zoo.load('garments-extras-judge')")
     device = next(oracle.parameters()).device
-    predicted = predicted_attributes(oracle(edited.to(device)), ATTRIBUTES).cpu()
-    success = torch.tensor([int(predicted[k, ATTRIBUTES.index(t.attribute)]) == SCHEMA[t.attribute].index(t.value)
-                            for k, t in enumerate(batch.tasks)])
+    logits = oracle(edited.to(device))
+    predicted = predicted_attributes(logits, ATTRIBUTES).cpu()
+    extras = None if judge is None else {k: v.cpu() for k, v in judge(edited.to(device)).items()}
+    success = torch.tensor([_succeeded(t, k, predicted, logits, extras) for k, t in enumerate(batch.tasks)])
     consistency = torch.stack([attribute_consistency(predicted[k:k + 1], batch.source_labels[k:k + 1],
                                                      [t.attribute], ATTRIBUTES)[0] for k, t in enumerate(batch.tasks)])
     source, edited = batch.images.to(device), edited.to(device)
@@ -140,11 +195,14 @@ EditMethod = Callable[[TaskBatch, torch.Generator], torch.Tensor]
 
 def run_edit_table(out: str | Path, methods: dict[str, EditMethod], tasks: Sequence[EditTask],
                    oracle: torch.nn.Module, perceptual: torch.nn.Module, batch_size: int = 16, seed: int = 0,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, judge: torch.nn.Module | None = None,
+                   extra_scores: Callable[[TaskBatch, torch.Tensor], dict[str, torch.Tensor]] | None = None) -> dict:
     """Run every method on every task in batches of one edit type and score them, writing the
     per-image scores and seconds per batch to the JSON file ``out`` after each batch; an
     interrupted run resumes where it stopped. Batch k of a method draws from
-    ``torch.Generator().manual_seed(seed + k)``. Returns the file's content."""
+    ``torch.Generator().manual_seed(seed + k)``. ``judge`` grades ``extra`` tasks (see
+    :func:`score_edits`); ``extra_scores(batch, edited)`` adds per-image scores of the caller's own
+    (a CLIP score) to each record. Returns the file's content."""
     out = Path(out)
     done = json.loads(out.read_text()) if out.is_file() else {}
     done.setdefault("batches", {})  # the file may hold the caller's own records beside the batches
@@ -160,11 +218,13 @@ def run_edit_table(out: str | Path, methods: dict[str, EditMethod], tasks: Seque
         start = time.perf_counter()
         edited = methods[name](batch, torch.Generator().manual_seed(seed + k))
         seconds = time.perf_counter() - start
-        scores = score_edits(batch, edited, oracle, perceptual)
+        scores = score_edits(batch, edited, oracle, perceptual, judge)
+        if extra_scores is not None:
+            scores.update(extra_scores(batch, edited))
         done["batches"][f"{name}|{k}"] = {
             "method": name, "attribute": batch.tasks[0].attribute, "seconds_per_edit": round(seconds / len(batch.tasks), 3),
             "tasks": [[t.seed, t.index, t.value] for t in batch.tasks],
-            **{s: [round(float(v), 5) for v in scores[s]] for s in SCORES}}
+            **{s: [round(float(v), 5) for v in value] for s, value in scores.items()}}
         write_json_atomic(done, out)
     return done
 

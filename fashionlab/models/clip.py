@@ -25,7 +25,6 @@ from typing import Sequence
 import open_clip
 import torch
 
-from .. import config
 from ..data.transforms import clip_preprocess
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

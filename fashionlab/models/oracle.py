@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data.garments import NUM_CLASSES, STYLES
+from ..data.garments import EXTRAS, NUM_CLASSES, STYLES
 
 HEADS: dict[str, int] = {**NUM_CLASSES, "style": len(STYLES)}
 
@@ -40,9 +40,10 @@ class BasicBlock(nn.Module):
 
 class GarmentOracle(nn.Module):
     """Small ResNet on (B, 3, 64, 64) images in [-1, 1] with one linear head per attribute (and
-    one for the render style)."""
+    one for the render style); ``heads`` (name -> classes) replaces them, as the extras judge does."""
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 192), blocks_per_stage: int = 1) -> None:
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 192), blocks_per_stage: int = 1,
+                 heads: dict[str, int] | None = None) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
         stages, c_in = [], widths[0]
@@ -53,7 +54,7 @@ class GarmentOracle(nn.Module):
             c_in = width
         self.stages = nn.ModuleList(stages)
         self.feature_dim = widths[-1]
-        self.heads = nn.ModuleDict({name: nn.Linear(widths[-1], n) for name, n in HEADS.items()})
+        self.heads = nn.ModuleDict({name: nn.Linear(widths[-1], n) for name, n in (heads or HEADS).items()})
 
     def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of every stage: [(B, 32, 64, 64), (B, 64, 32, 32), (B, 128, 16, 16), (B, 192, 8, 8)]."""
@@ -72,3 +73,13 @@ class GarmentOracle(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = self.penultimate(x)
         return {name: head(pooled) for name, head in self.heads.items()}
+
+
+EXTRAS_HEADS: dict[str, int] = {extra: 2 for extra in EXTRAS}
+"""The extras judge's heads: absent / present for each of pocket, logo and belt."""
+
+
+def extras_judge(widths: tuple[int, ...] = (16, 32, 64, 96)) -> GarmentOracle:
+    """The judge of chapter 07's out-of-domain edits: a small ResNet, trained apart from the oracle
+    (whose published numbers stay as they are), with one absent/present head per detail extra."""
+    return GarmentOracle(widths, heads=EXTRAS_HEADS)

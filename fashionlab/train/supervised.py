@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..data.garments import ATTRIBUTES, RenderCache
+from ..data.garments import ATTRIBUTES, EXTRAS, RenderCache
 from ..data.transforms import noise_and_blur, to_model_input
 from ..losses import masked_attribute_ce
 from .loop import OptimConfig, backward_step, build_optimizer, fit, load_checkpoint, make_accelerator
@@ -70,7 +70,13 @@ def category_loss(model: torch.nn.Module, images: torch.Tensor, batch: dict) -> 
                                                                                    batch["styles"])
 
 
-LOSSES = {"oracle": oracle_loss, "parser": parser_loss, "category-vit": category_loss}
+def extras_loss(model: torch.nn.Module, images: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Cross-entropy of each absent/present head of the extras judge."""
+    logits = model(images)
+    return sum(F.cross_entropy(logits[extra].float(), batch["extras"][:, k]) for k, extra in enumerate(EXTRAS))
+
+
+LOSSES = {"oracle": oracle_loss, "parser": parser_loss, "category-vit": category_loss, "extras-judge": extras_loss}
 """The loss of each supervised zoo kind."""
 
 
@@ -93,7 +99,8 @@ def train_supervised(model: torch.nn.Module, loss_fn: Callable, cache: RenderCac
 
     def compute_loss() -> torch.Tensor:
         idx = torch.randint(0, len(cache), (cfg.batch_size,), generator=gen)
-        batch = {"attributes": cache.attributes[idx], "styles": cache.styles[idx], "parts": cache.parts[idx]}
+        batch = {"attributes": cache.attributes[idx], "styles": cache.styles[idx], "parts": cache.parts[idx],
+                 "extras": cache.extras[idx]}
         images = noise_and_blur(to_model_input(cache.images[idx]), gen, cfg.noise_max, cfg.blur_max)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():

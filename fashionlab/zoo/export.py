@@ -19,7 +19,7 @@ def json_config(model_kwargs: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()}
 
 
-def export_weights(name: str, module: torch.nn.Module, recipe_config: dict, record: dict,
+def export_weights(name: str, module: torch.nn.Module | dict[str, torch.Tensor], recipe_config: dict, record: dict,
                    weights_dir: Path = registry.WEIGHTS_DIR, manifest_path: Path = registry.MANIFEST_PATH) -> dict:
     """Write ``module``'s state as fp16 safetensors plus its config, and record it in the manifest.
 
@@ -30,15 +30,17 @@ def export_weights(name: str, module: torch.nn.Module, recipe_config: dict, reco
 
     weights, cfg_path = registry.tiny_files(name, weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
+    source = module if isinstance(module, dict) else module.state_dict()
     state = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
-             for k, v in module.state_dict().items()}
+             for k, v in source.items()}
     save_file(state, str(weights), metadata={"name": name, "format": "pt"})
     cfg_path.write_text(json.dumps(recipe_config, indent=2, sort_keys=True) + "\n")
     manifest = registry.read_manifest(manifest_path)
     entry = dict(record)
     entry.update({"file": weights.name, "config": cfg_path.name, "sha256": registry.sha256_of(weights),
                   "bytes": weights.stat().st_size,
-                  "parameters": int(sum(p.numel() for p in module.parameters()))})
+                  "parameters": int(sum(v.numel() for v in source.values()) if isinstance(module, dict)
+                                    else sum(p.numel() for p in module.parameters()))})
     manifest["models"][name] = entry
     registry.write_manifest(manifest, manifest_path)
     return entry
@@ -64,7 +66,7 @@ def _last_loss(workdir: Path) -> float | None:
     return float(rows[-1].split(",")[1]) if len(rows) > 1 else None
 
 
-def ship(name: str, module: torch.nn.Module, cfg: dict, record: dict, workdir: Path, weights_dir: Path | None = None,
+def ship(name: str, module: torch.nn.Module | dict[str, torch.Tensor], cfg: dict, record: dict, workdir: Path, weights_dir: Path | None = None,
          manifest_path: Path | None = None) -> dict:
     """Ship ``module`` (fp16) with its config and manifest record, and the run's loss curve beside it
     (``<name>.loss.csv``, for the chapters' plots)."""

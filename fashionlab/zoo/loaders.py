@@ -3,19 +3,21 @@ either profile.
 
 Chapter: "Diffusion in one notebook" (and every later chapter that loads a model).
 
-=================  ============================================  =====================================
-kind               :func:`load` returns                          ``full`` profile
-=================  ============================================  =====================================
-``pixel-ddpm``     :class:`PixelDDPM` (UNet2DModel + scheduler)  a diffusers hub checkpoint
-``clip``           :class:`~fashionlab.models.clip.CLIPBundle`   open_clip ``ViT-B-16`` (OpenAI)
-``oracle``,        an ``nn.Module`` in eval mode                 the same shipped weights (they grade
-``parser``,                                                      and guide Garments images)
+====================  ==============================================  ===================================
+kind                  :func:`load` returns                            ``full`` profile
+====================  ==============================================  ===================================
+``pixel-ddpm``        :class:`PixelDDPM` (UNet2DModel + scheduler)    a diffusers hub checkpoint
+``pixel-ddpm-delta``  :class:`PixelDDPM`: its base + an fp16 delta    none shipped: fine-tune it live
+``clip``              :class:`~fashionlab.models.clip.CLIPBundle`     open_clip ``ViT-B-16`` (OpenAI)
+``oracle``,           an ``nn.Module`` in eval mode                   the same shipped weights (they
+``parser``,                                                           grade and guide Garments images)
 ``category-vit``,
-``attrnet``
-=================  ============================================  =====================================
+``attrnet``,
+``extras-judge``
+====================  ==============================================  ===================================
 
-A later chapter adds a kind by adding a loader to :data:`LOADERS` (a fine-tuned UNet stored as an
-fp16 delta over its base, a VAE, a latent text-to-image pipeline, a LoRA adapter, an encoder).
+A later chapter adds a kind by adding a loader to :data:`LOADERS` (a VAE, a latent text-to-image
+pipeline, a LoRA adapter, an encoder).
 
 Offline, a ``full`` load fails at once with a message that says to use ``tiny``. Every ``full``
 path takes ``source=`` (a local folder in the hub layout) or ``pretrained=`` (a local file), which
@@ -35,7 +37,7 @@ from .. import config
 from ..models.attrnet import AttributeNet, attrnet_for
 from ..models.category_vit import CategoryViT
 from ..models.clip import TINY_MODELS, FULL_MODEL, FULL_PRETRAINED, CLIPBundle, create_clip
-from ..models.oracle import GarmentOracle
+from ..models.oracle import GarmentOracle, extras_judge
 from ..models.parser import GarmentParser
 from ..train.attrnet import INITS
 from . import registry
@@ -129,7 +131,8 @@ def load_clip(name: str = "garments-clip-s", profile: str | None = None, device:
 
 
 SUPERVISED_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {
-    "oracle": GarmentOracle, "parser": GarmentParser, "category-vit": CategoryViT, "attrnet": attrnet_for}
+    "oracle": GarmentOracle, "parser": GarmentParser, "category-vit": CategoryViT, "attrnet": attrnet_for,
+    "extras-judge": extras_judge}
 """Model builder per supervised zoo kind (its shipped JSON config holds the keyword arguments)."""
 
 
@@ -148,6 +151,34 @@ def load_evaluator(name: str, device: str | torch.device | None = None, weights_
     return module.to(config.get_device(device)).eval()
 
 
+def apply_delta(unet: torch.nn.Module, delta: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Add a fine-tune's weight delta to ``unet`` in place (every floating tensor of its state)."""
+    state = unet.state_dict()
+    if set(delta) != {k for k, v in state.items() if v.is_floating_point()}:
+        raise ValueError("the delta does not match the base UNet's tensors: it was made over another model")
+    with torch.no_grad():
+        for key, value in delta.items():
+            state[key].add_(value.to(state[key]))
+    return unet
+
+
+def load_pixel_ddpm_delta(name: str, profile: str | None = None, device: str | torch.device | None = None,
+                          weights_dir: Path = registry.WEIGHTS_DIR,
+                          manifest_path: Path = registry.MANIFEST_PATH) -> PixelDDPM:
+    """A fine-tuned pixel DDPM shipped as an fp16 delta over its base (``ZooEntry.base``): the base,
+    plus the delta, in fp32 and eval mode. Tiny profile only: a ``full`` fine-tune is made live on a
+    GPU with :func:`fashionlab.methods.diffusionclip.finetune` (chapter 07), not shipped."""
+    entry = registry.entry(name)
+    profile = config.get_profile() if profile is None else profile
+    if profile != "tiny":
+        raise ValueError(f"zoo model {name!r} is a tiny-profile fine-tune of {entry.base!r}; under the 'full' profile "
+                         "fine-tune the full base yourself with fashionlab.methods.diffusionclip.finetune (chapter 07)")
+    base = load_pixel_ddpm(entry.base, "tiny", "cpu", weights_dir=weights_dir, manifest_path=manifest_path)
+    delta, _ = registry.load_tiny_state(name, weights_dir, manifest_path)
+    unet = apply_delta(base.unet, delta).to(config.get_device(device)).eval()
+    return PixelDDPM(unet, base.scheduler, name, "tiny", str(registry.tiny_files(name, weights_dir)[0]))
+
+
 def _load_pixel_ddpm(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path, **kwargs):
     return load_pixel_ddpm(name, profile, device, weights_dir=weights_dir, manifest_path=manifest_path, **kwargs)
 
@@ -160,7 +191,11 @@ def _load_supervised(name: str, profile: str | None, device, weights_dir: Path, 
     return load_evaluator(name, device, weights_dir, manifest_path)
 
 
-LOADERS: dict[str, Callable] = {"pixel-ddpm": _load_pixel_ddpm, "clip": _load_clip,
+def _load_delta(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path):
+    return load_pixel_ddpm_delta(name, profile, device, weights_dir, manifest_path)
+
+
+LOADERS: dict[str, Callable] = {"pixel-ddpm": _load_pixel_ddpm, "clip": _load_clip, "pixel-ddpm-delta": _load_delta,
                                 **{kind: _load_supervised for kind in SUPERVISED_BUILDERS}}
 """One loader per zoo kind: ``loader(name, profile, device, weights_dir, manifest_path, **kwargs)``."""
 

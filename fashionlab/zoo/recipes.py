@@ -11,6 +11,7 @@ and ships it with :func:`fashionlab.zoo.export.ship`.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -22,9 +23,12 @@ from .. import config
 from ..data.garments import BACKGROUNDS, RenderCache, render_batch, render_cache, spec_for
 from ..data.transforms import to_uint8
 from ..diffusion import core, inversion
-from ..eval.classifiers import evaluate_attrnet, evaluate_oracle, evaluate_parser
+from ..eval.classifiers import evaluate_attrnet, evaluate_extras, evaluate_oracle, evaluate_parser
+from ..eval.edits import EditTask, render_tasks, score_edits, tasks_for
 from ..eval.zero_shot import zero_shot_table
-from ..metrics import psnr, single_region_rate
+from ..methods.diffusionclip import GARMENT_EDITS, DiffusionCLIPConfig, finetune
+from ..methods.diffusionclip import edit as diffusionclip_edit
+from ..metrics import OraclePerceptual, psnr, single_region_rate
 from ..models.attrnet import AttributeNet, attrnet_for
 from ..models.clip import create_clip
 from ..train.attrnet import (N_TEST, N_TRAIN, TEST_SEED, TRAIN_SEED, AttrNetRun, AttrNetTrainConfig, Variant,
@@ -34,7 +38,7 @@ from ..train.ddpm import DDPMTrainConfig, load_ema_weights, train_ddpm
 from ..train.loop import CSVLog, atomic_save, read_checkpoint
 from ..train.supervised import LOSSES, SupervisedTrainConfig, train_supervised
 from .export import json_config, round_to_fp16, ship, training_record
-from .loaders import SUPERVISED_BUILDERS, build_attrnet
+from .loaders import SUPERVISED_BUILDERS, apply_delta, build_attrnet, load
 
 
 def _workdir(name: str, workdir: Path | None) -> Path:
@@ -109,7 +113,7 @@ class EvaluatorRecipe:
 
     name: str
     kind: str
-    """``"oracle"``, ``"parser"`` or ``"category-vit"``."""
+    """``"oracle"``, ``"parser"``, ``"category-vit"`` or ``"extras-judge"``."""
     model: dict
     """Keyword arguments of GarmentOracle / GarmentParser / CategoryViT."""
     train: SupervisedTrainConfig
@@ -137,6 +141,11 @@ def _evaluator_recipes() -> dict[str, EvaluatorRecipe]:
             f"ViT of the garments-clip-{size} image tower trained on category + style labels only: the "
             "ImageNet-pretraining analogue of 000 Table 2 (same data and compute as the CLIP).")
            for size in ("s", "b")},
+        "garments-extras-judge": EvaluatorRecipe(
+            "garments-extras-judge", "extras-judge", {"widths": (16, 32, 64, 96)},
+            SupervisedTrainConfig(total_steps=800, data_seed=21, cache_size=12000),
+            "Small ResNet (16-96 channels), one absent/present head per extra; every style, noise and blur "
+            "augmentation as the oracle's. 800 steps x 128 on 12,000 renders."),
     }
 
 
@@ -162,8 +171,46 @@ def _attrnet_recipes() -> dict[str, AttrNetRecipe]:
         "0.875); chapter 06's results rest on this model, so swapping means rerunning them.")}
 
 
-RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe | AttrNetRecipe] = {
-    GARMENTS_DDPM_64.name: GARMENTS_DDPM_64, **_clip_recipes(), **_evaluator_recipes(), **_attrnet_recipes()}
+@dataclass(frozen=True)
+class DiffusionCLIPRecipe:
+    """A DiffusionCLIP fine-tune of a zoo DDPM towards one garment edit (chapter 07), shipped as an
+    fp16 delta over its base."""
+
+    name: str
+    edit: str
+    """A key of :data:`fashionlab.methods.diffusionclip.GARMENT_EDITS`."""
+    train: DiffusionCLIPConfig
+    base: str = "garments-ddpm-64"
+    clip: str = "garments-clip-s"
+    """The CLIP that guides (``garments-clip-b`` judges, so it must not guide)."""
+    train_seed: int = 700
+    """Garments seed of the training images (held-out evaluation: :data:`DCLIP_HELDOUT_SEED`)."""
+    n_train: int = 50
+    """Training garments (the paper: 50 images)."""
+    notes: str = ""
+
+
+DCLIP_HELDOUT_SEED = 710
+DCLIP_TRAIN = DiffusionCLIPConfig(epochs=2, batch_size=4)
+"""The shipped fine-tunes' settings: the code's t_0 = 400, S_inv = 40, S_gen = 6 (chain mode), loss weights
+3 (CLIP, log form) and 0.3 (L1), lr x1.3 per pass, two passes; the learning rate per edit is
+:data:`DCLIP_LRS`."""
+DCLIP_LRS: dict[str, float] = {"striped": 4e-5, "sketch": 8e-5, "pocket": 8e-5}
+"""Each edit's learning rate: what :func:`fashionlab.experiments.ch07_diffusionclip.choose_lr` picks from
+the committed sweep (a test keeps the two in step)."""
+
+
+def _diffusionclip_recipes() -> dict[str, DiffusionCLIPRecipe]:
+    return {f"garments-dclip-{edit}": DiffusionCLIPRecipe(
+        f"garments-dclip-{edit}", edit, replace(DCLIP_TRAIN, learning_rate=lr),
+        notes=f"DiffusionCLIP fine-tune of garments-ddpm-64 towards '{edit}' on 50 garments of seed 700 "
+              "(two passes, batch 4, chain mode); about a minute of fine-tuning on 2 cores.")
+        for edit, lr in DCLIP_LRS.items()}
+
+
+RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe | AttrNetRecipe | DiffusionCLIPRecipe] = {
+    GARMENTS_DDPM_64.name: GARMENTS_DDPM_64, **_clip_recipes(), **_evaluator_recipes(), **_attrnet_recipes(),
+    **_diffusionclip_recipes()}
 
 
 def build_evaluator(recipe: EvaluatorRecipe) -> torch.nn.Module:
@@ -207,6 +254,9 @@ def run_recipe(name: str, minutes: float | None = None, max_steps: int | None = 
     """Train recipe ``name``; returns (steps done in all, minutes in all, finished)."""
     recipe = get_recipe(name)
     workdir = _workdir(name, workdir)
+    if isinstance(recipe, DiffusionCLIPRecipe):
+        steps, minutes_done = train_diffusionclip_recipe(recipe, workdir, progress=progress)
+        return steps, minutes_done, True
     if isinstance(recipe, AttrNetRecipe):
         steps, minutes_done = train_attrnet_recipe(recipe.variant, recipe.train, recipe.n_train, workdir,
                                                    progress=progress)
@@ -324,6 +374,8 @@ def export_evaluator(name: str, workdir: Path | None = None, heldout_seed: int =
     cache = render_cache(heldout_seed, n_heldout, progress=progress)
     if recipe.kind == "category-vit":
         metrics = evaluate_oracle(model, cache)
+    elif recipe.kind == "extras-judge":
+        metrics = evaluate_extras(model, cache)
     elif recipe.kind == "oracle":
         metrics = {"clean": evaluate_oracle(model, cache),
                    "noisy": evaluate_oracle(model, cache, noise_max=recipe.train.noise_max,
@@ -384,6 +436,8 @@ def export_attrnet(name: str, workdir: Path | None = None, weights_dir: Path | N
 def export(name: str) -> dict:
     """Evaluate and ship any trained recipe (the CLI's ``export``); returns the manifest entry."""
     recipe = get_recipe(name)
+    if isinstance(recipe, DiffusionCLIPRecipe):
+        return export_diffusionclip(name)
     if isinstance(recipe, AttrNetRecipe):
         return export_attrnet(name)
     if isinstance(recipe, EvaluatorRecipe):
@@ -417,3 +471,84 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
     cfg = {"unet": json_config(recipe.unet),
            "scheduler": recipe.scheduler}
     return ship(name, unet, cfg, record, workdir, weights_dir, manifest_path)
+
+
+# ----------------------------------------------------------------------------------------
+# DiffusionCLIP fine-tunes (chapter 07)
+# ----------------------------------------------------------------------------------------
+def diffusionclip_tasks(recipe: DiffusionCLIPRecipe, seed: int, n: int) -> list[EditTask]:
+    """``n`` garments of ``seed`` that ``recipe``'s edit changes, as edit tasks."""
+    edit = GARMENT_EDITS[recipe.edit]
+    return tasks_for(seed, n, edit.attribute, edit.value)
+
+
+def train_diffusionclip_recipe(recipe: DiffusionCLIPRecipe, workdir: str | Path, progress: bool = True
+                               ) -> tuple[int, float]:
+    """Fine-tune ``recipe``'s base on its training garments; leave ``checkpoint.pt`` (the fine-tuned
+    UNet's state, steps, minutes, config) and ``loss.csv`` in ``workdir``. Minutes, so no resume."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ddpm = load(recipe.base, profile="tiny", device="cpu")
+    clip = load(recipe.clip, profile="tiny", device="cpu")
+    tasks = diffusionclip_tasks(recipe, recipe.train_seed, recipe.n_train)
+    edit = GARMENT_EDITS[recipe.edit]
+    images = render_batch([t.source for t in tasks])
+    result = finetune(ddpm.unet, ddpm.scheduler, clip, images, [edit.text_pair(t.source.category) for t in tasks],
+                      recipe.train, progress=progress)
+    log = CSVLog(workdir / "loss.csv", ["step", "loss"], fresh=True)
+    per_log = result.steps // max(1, len(result.losses))
+    for k, value in enumerate(result.losses):
+        log.write([(k + 1) * per_log, f"{value:.5f}"])
+    log.close()
+    atomic_save({"model": result.unet.state_dict(), "step": result.steps, "minutes": result.seconds / 60,
+                 "config": {**asdict(recipe.train), "edit": recipe.edit, "base": recipe.base, "clip": recipe.clip,
+                            "train_seed": recipe.train_seed, "n_train": recipe.n_train}},
+                workdir / "checkpoint.pt")
+    return result.steps, result.seconds / 60
+
+
+FINGERPRINT_T, FINGERPRINT_SEED = 300, 0
+
+
+@torch.no_grad()
+def output_fingerprint(unet: torch.nn.Module) -> dict:
+    """A recorded output of a UNet: statistics of its prediction on fixed noise at t = 300 (a test
+    checks that base + shipped delta reproduces it)."""
+    x = torch.randn(2, 3, unet.config.sample_size, unet.config.sample_size,
+                    generator=torch.Generator().manual_seed(FINGERPRINT_SEED))
+    out = unet(x, torch.full((2,), FINGERPRINT_T)).sample
+    return {"t": FINGERPRINT_T, "input_seed": FINGERPRINT_SEED, "mean": round(float(out.mean()), 6),
+            "abs_mean": round(float(out.abs().mean()), 6), "first": [round(float(v), 5) for v in out.flatten()[:4]]}
+
+
+def export_diffusionclip(name: str, workdir: Path | None = None, weights_dir: Path | None = None,
+                         manifest_path: Path | None = None, n_heldout: int = 32, progress: bool = True) -> dict:
+    """Ship a trained DiffusionCLIP fine-tune as an fp16 delta over its base, after grading it *as
+    shipped* (base + rounded delta) on ``n_heldout`` held-out garments with S_inv = S_gen = 40: the
+    oracle's (or, for an extra, the extras judge's) success, and the mean |edit - source|."""
+    recipe = get_recipe(name)
+    workdir = _workdir(name, workdir)
+    state = read_checkpoint(workdir)
+    base = load(recipe.base, profile="tiny", device="cpu")
+    base_state = {k: v.clone() for k, v in base.unet.state_dict().items()}
+    delta = {k: state["model"][k].float() - v for k, v in base_state.items() if v.is_floating_point()}
+    shipped = apply_delta(copy.deepcopy(base.unet), {k: v.half().float() for k, v in delta.items()}).eval()
+    tasks = diffusionclip_tasks(recipe, DCLIP_HELDOUT_SEED, n_heldout)
+    batch = render_tasks(tasks)
+    edited = diffusionclip_edit(core.PixelDenoiser(base.unet, base.scheduler),
+                                core.PixelDenoiser(shipped, base.scheduler), base.alphas_cumprod, batch.images,
+                                recipe.train, progress=progress)
+    oracle = load("garments-oracle", device="cpu")
+    judge = load("garments-extras-judge", device="cpu") if GARMENT_EDITS[recipe.edit].attribute == "extra" else None
+    scores = score_edits(batch, edited, oracle, OraclePerceptual(oracle), judge)
+    metrics = {"success": round(float(scores["success"].mean()), 4),
+               "consistency": round(float(scores["consistency"].mean()), 4),
+               "mean_abs_change": round(float((edited - batch.images).abs().mean()), 4),
+               "heldout": f"{n_heldout} garments of seed {DCLIP_HELDOUT_SEED} the edit changes; S_inv = S_gen = 40, "
+                          f"t_0 = {recipe.train.depth}",
+               "fingerprint": output_fingerprint(shipped)}
+    record = training_record(name, state, workdir, recipe.train.batch_size, recipe.train_seed,
+                             f"{recipe.n_train} in-domain garments of seed {recipe.train_seed} the edit changes")
+    record.update(base=recipe.base, edit=recipe.edit, metrics=metrics)
+    return ship(name, delta, {"base": recipe.base, "edit": recipe.edit, "config": asdict(recipe.train)}, record,
+                workdir, weights_dir, manifest_path)

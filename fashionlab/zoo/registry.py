@@ -20,9 +20,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from .. import config
 
 ZOO_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = ZOO_DIR / "weights"
@@ -42,6 +39,8 @@ class ZooEntry:
     full_subfolders: tuple[str, str] | None
     """(unet, scheduler) subfolders of the hub repository, or None for a flat layout."""
     description: str
+    base: str | None = None
+    """The zoo model a delta or a head is stored over (``pixel-ddpm-delta``: the DDPM it fine-tunes)."""
 
 
 REGISTRY: dict[str, ZooEntry] = {
@@ -76,6 +75,16 @@ REGISTRY: dict[str, ZooEntry] = {
         "garments-attrnet", "attrnet", None, None,
         "AttributeNet (ViT + one attention-pooling query per attribute) that guides the edits of chapter 06; "
         "the best variant of chapter 05. full: train the same recipe on a ViT-B-16 CLIP with real labels."),
+    "garments-extras-judge": ZooEntry(
+        "garments-extras-judge", "extras-judge", None, None,
+        "Small ResNet with one absent/present head per detail extra (pocket, logo, belt): grades chapter 07's "
+        "out-of-domain edits, which the oracle has no head for. Trained apart from the oracle (never guides)."),
+    **{f"garments-dclip-{edit}": ZooEntry(
+        f"garments-dclip-{edit}", "pixel-ddpm-delta", None, None,
+        f"garments-ddpm-64 fine-tuned by DiffusionCLIP (chapter 07) towards '{edit}', stored as an fp16 delta over "
+        "its base. full: no shipped counterpart; fine-tune the full base with fashionlab.methods.diffusionclip.",
+        base="garments-ddpm-64")
+       for edit in ("striped", "sketch", "pocket")},
 }
 
 
