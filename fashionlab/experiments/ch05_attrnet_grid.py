@@ -23,6 +23,7 @@ from ..models.attrnet import AttributeNet
 from ..train.attrnet import (N_TEST, N_TRAIN, TEST_SEED, TRAIN_SEED, VAL_SEED, AttrNetTrainConfig, Variant,
                              table_variants)
 from ..zoo.recipes import train_variant
+from . import read_results_file
 
 RESULTS_FILE = "05_attrnet_tables.json"
 
@@ -30,9 +31,7 @@ RESULTS_FILE = "05_attrnet_tables.json"
 def read_tables(path: str | Path | None = None) -> dict:
     """The grid's results file (default: the shipped one in :func:`fashionlab.config.results_dir`)."""
     path = Path(path) if path is not None else config.results_dir() / RESULTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no results file at {path}; run python -m fashionlab.experiments.ch05_attrnet_grid")
-    return json.loads(path.read_text())
+    return read_results_file(path, "ch05_attrnet_grid", "")
 
 
 def run_variant(variant: Variant, train: RenderCache, test: RenderCache, cfg: AttrNetTrainConfig,

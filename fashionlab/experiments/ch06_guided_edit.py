@@ -39,6 +39,7 @@ from ..metrics import OraclePerceptual, ViTPerceptual
 from ..train.attrnet import N_TEST, N_TRAIN, TRAIN_SEED, VAL_SEED, AttrNetTrainConfig, Variant
 from ..zoo import loaders
 from ..zoo.recipes import train_variant
+from . import read_results_file, results_file
 
 PARTS: tuple[str, ...] = ("main", "confirm", "sweep", "classifiers")
 MAIN_SEED, CONFIRM_SEED, SWEEP_SEED, CLASSIFIER_SEED = 610, 620, 603, 604
@@ -90,17 +91,12 @@ def load_edit_models(device: str | torch.device | None = None) -> EditModels:
 
 def results_path(part: str) -> Path:
     """The results file of ``part`` (one of :data:`PARTS`) in :func:`fashionlab.config.results_dir`."""
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    return config.results_dir() / f"06_{part}.json"
+    return results_file("06", part, PARTS)
 
 
 def read_results(part: str) -> dict:
     """The shipped (or freshly computed) results of ``part``."""
-    path = results_path(part)
-    if not path.is_file():
-        raise FileNotFoundError(f"no results file at {path}; run python -m fashionlab.experiments.ch06_guided_edit {part}")
-    return json.loads(path.read_text())
+    return read_results_file(results_path(part), "ch06_guided_edit", part)
 
 
 def procedure1_method(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: torch.nn.Module,

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import torch
 
-from .. import config
 from ..config import write_json_atomic
 from ..diffusion.core import PixelDenoiser
 from ..data.garments import render_batch
@@ -45,6 +44,7 @@ from ..metrics import OraclePerceptual, ViTPerceptual
 from ..models.clip import encode_text
 from ..zoo import loaders
 from ..zoo.recipes import DCLIP_HELDOUT_SEED, RECIPES, diffusionclip_tasks
+from . import read_results_file, results_file
 from .ch06_guided_edit import TABLE_EDIT
 
 PARTS: tuple[str, ...] = ("sweep", "table", "depth", "memory")
@@ -62,17 +62,11 @@ LATENT_ITERATIONS = 20
 
 
 def results_path(part: str) -> Path:
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    return config.results_dir() / f"07_{part}.json"
+    return results_file("07", part, PARTS)
 
 
 def read_results(part: str) -> dict:
-    path = results_path(part)
-    if not path.is_file():
-        raise FileNotFoundError(f"no results file at {path}; run python -m fashionlab.experiments.ch07_diffusionclip "
-                                f"{part}")
-    return json.loads(path.read_text())
+    return read_results_file(results_path(part), "ch07_diffusionclip", part)
 
 
 def run_sweep(out: Path, lrs: tuple[float, ...] = SWEEP_LRS, progress: bool = True) -> dict:
