@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from fashionlab.data import transforms
 from fashionlab.data.transforms import check_images
 
 
@@ -30,3 +31,36 @@ def test_check_images_multiple_names_the_trained_size():
 def test_check_images_names_the_argument(bad, error, match):
     with pytest.raises(error, match=match):
         check_images(bad, "x", size=8)
+
+
+def test_colour_blocks_paints_one_flat_colour_on_the_background():
+    from fashionlab.data import garments
+
+    images = garments.render_batch([garments.spec_for(5, i) for i in range(4)])
+    background = garments.BACKGROUNDS["photo"]
+    blocks = transforms.colour_blocks(images, background, cells=16)
+    assert blocks.shape == images.shape
+    bg = torch.tensor(background).view(3, 1, 1) / 127.5 - 1
+    for image in blocks:
+        is_bg = (image - bg).abs().amax(0) < 1e-6
+        assert 0.05 < float((~is_bg).float().mean()) < 0.8  # a silhouette, neither empty nor full
+        colours = image[:, ~is_bg].T.unique(dim=0)
+        assert len(colours) == 1  # one flat colour: pattern and texture are gone
+    with pytest.raises(ValueError, match="cells must divide"):
+        transforms.colour_blocks(images, background, cells=7)
+
+
+def test_reframe_is_the_identity_without_zoom_or_shift_and_varies_otherwise():
+    from fashionlab.data import garments
+
+    images = garments.render_batch([garments.spec_for(5, i, "all") for i in range(6)])
+    same = transforms.reframe(images, torch.Generator().manual_seed(0), zoom=(1, 1), shift=0.0, crop_prob=0.0)
+    torch.testing.assert_close(same, images, atol=1e-5, rtol=0)
+    framed = transforms.reframe(images, torch.Generator().manual_seed(0), crop_prob=1.0)
+    assert framed.shape == images.shape and (framed - images).abs().mean() > 0.02
+    again = transforms.reframe(images, torch.Generator().manual_seed(0), crop_prob=1.0)
+    torch.testing.assert_close(framed, again)
+    with pytest.raises(ValueError, match="zoom must be"):
+        transforms.reframe(images, torch.Generator(), zoom=(1.2, 0.8))
+    with pytest.raises(ValueError, match="crop_prob must be"):
+        transforms.reframe(images, torch.Generator(), crop_prob=1.5)

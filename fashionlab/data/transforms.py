@@ -97,6 +97,26 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return x.view(b, c, h, w)
 
 
+def colour_blocks(images: torch.Tensor, background: Sequence[int], cells: int = 8) -> torch.Tensor:
+    """A coarse colour-block drawing of each garment: the kind of stroke painting a designer dashes
+    off, outside every model's domain (§3.2 of DiffusionCLIP translates such drawings).
+
+    ``images`` (B, 3, H, W) in [-1, 1] on a flat ``background`` (RGB 0-255). Each of the
+    ``cells`` x ``cells`` blocks is painted in the garment's mean colour if at least half of it is
+    garment, and left as background otherwise: a blocky silhouette in one flat colour. Category and
+    main colour survive; texture, pattern and detail do not."""
+    check_images(images, "images")
+    h, w = images.shape[-2:]
+    if cells < 1 or h % cells or w % cells:
+        raise ValueError(f"cells must divide the image size {h}x{w}, got {cells}")
+    bg = torch.tensor(background, dtype=images.dtype, device=images.device).view(1, 3, 1, 1) / 127.5 - 1
+    garment = ((images - bg).abs().amax(dim=1, keepdim=True) > 0.06).to(images.dtype)  # (B, 1, H, W)
+    share = F.adaptive_avg_pool2d(garment, cells)
+    colour = (images * garment).sum(dim=(2, 3), keepdim=True) / garment.sum(dim=(2, 3), keepdim=True).clamp(min=1)
+    blocks = torch.where(share >= 0.5, colour.expand(-1, -1, cells, cells), bg.expand(len(images), -1, cells, cells))
+    return F.interpolate(blocks, size=(h, w), mode="nearest")
+
+
 def noise_and_blur(images: torch.Tensor, generator: torch.Generator, noise_max: float, blur_max: float) -> torch.Tensor:
     """Slight blur, then Gaussian noise, each with a per-image random strength."""
     b = images.shape[0]
@@ -205,3 +225,30 @@ def random_augment(images: torch.Tensor, generator: torch.Generator, degrees: fl
     offset = (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * brightness * 2
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     return ((out - mean) * gain.to(out) + mean + offset.to(out)).clamp(-1, 1)
+
+
+def reframe(images: torch.Tensor, generator: torch.Generator, zoom: tuple[float, float] = (0.8, 1.2),
+            shift: float = 0.1, crop_prob: float = 0.1, crop_zoom: tuple[float, float] = (1.35, 1.7)) -> torch.Tensor:
+    """Varied framing for text-to-image training: each image is zoomed by a factor from ``zoom``
+    (> 1 enlarges the garment) and shifted by up to ``shift`` of the image side; with probability
+    ``crop_prob`` it is instead zoomed by ``crop_zoom``, so that part of the garment falls out of
+    the frame. Uncovered borders take each image's top-left pixel colour (background on every
+    render)."""
+    check_images(images, "images")
+    for name, (lo, hi) in (("zoom", zoom), ("crop_zoom", crop_zoom)):
+        if not 0 < lo <= hi:
+            raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(lo, hi)}")
+    if not 0 <= crop_prob <= 1:
+        raise ValueError(f"crop_prob must be in [0, 1], got {crop_prob}")
+    b = images.shape[0]
+    factor = zoom[0] + torch.rand(b, generator=generator) * (zoom[1] - zoom[0])
+    cropped = torch.rand(b, generator=generator) < crop_prob
+    crop_factor = crop_zoom[0] + torch.rand(b, generator=generator) * (crop_zoom[1] - crop_zoom[0])
+    factor = torch.where(cropped, crop_factor, factor)
+    offset = (torch.rand(b, 2, generator=generator) * 2 - 1) * shift * 2  # fraction of the side -> [-1, 1] units
+    theta = affine_theta(torch.zeros(b), offset)
+    theta[:, :, :2] = theta[:, :, :2] / factor.view(-1, 1, 1)
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    background = images[:, :, :1, :1]
+    return F.grid_sample(images - background, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False) + background
