@@ -44,7 +44,7 @@ def test_kaggle_folder_round_trip(tmp_path):
     item = ds[0]
     assert item.image.shape == (3, 32, 32) and -1 <= item.image.min() and item.image.max() <= 1
     assert item.row["id"] == written["id"][0]
-    assert written["articleType"][0] in item.caption
+    assert item.caption == C.caption_from_row(written.iloc[0]) and item.caption.startswith("an image of a ")
 
 
 def test_reader_skips_malformed_lines_and_missing_images(tmp_path):
@@ -68,10 +68,29 @@ def test_reader_errors(tmp_path):
         C.make_catalog(0)
 
 
-def test_caption_from_row_skips_missing():
+PAPER_FID_ROWS = [  # paper 002, Fig. 5: the three test rows and the prompts it printed for them
+    ({"year": 2011, "usage": "Casual", "season": "Fall", "baseColour": "White", "gender": "Men",
+      "articleType": "Sweaters"}, "an image of a 2011 Casual Fall White Men's Sweater"),
+    ({"year": 2012, "usage": "Casual", "season": "Summer", "baseColour": "Grey", "gender": "Women",
+      "articleType": "Dresses"}, "an image of a 2012 Casual Summer Grey Women's Dress"),
+    ({"year": 2011, "usage": "Sports", "season": "Fall", "baseColour": "White", "gender": "Men",
+      "articleType": "Tshirts"}, "an image of a 2011 Sports Fall White Men's T-Shirt"),
+]
+
+
+@pytest.mark.parametrize("row, prompt", PAPER_FID_ROWS)
+def test_caption_from_row_rebuilds_the_papers_fid_prompts(row, prompt):
+    assert C.caption_from_row(row) == prompt
+    assert C.caption_from_row(pd.Series(row)) == prompt  # rows of a DataFrame too
+
+
+def test_caption_from_row_skips_missing_fields_and_refuses_a_missing_article():
     row = {"gender": "Women", "baseColour": np.nan, "articleType": "Dresses", "season": "Summer",
-           "usage": None, "productDisplayName": "Kite Women Red Dress"}
-    assert C.caption_from_row(row) == "Kite Women Red Dress, Women Dresses Summer"
+           "usage": None, "year": pd.NA}
+    assert C.caption_from_row(row) == "an image of a Summer Women's Dress"
+    assert C.caption_from_row({**row, "gender": "None"}) == "an image of a Summer Dress"
+    with pytest.raises(ValueError, match="no articleType"):
+        C.caption_from_row({**row, "articleType": "None"})  # the paper's "Women's None"
 
 
 def test_hub_catalog_refuses_under_tiny(tiny_profile):

@@ -23,9 +23,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("experiments",),
     ("viz",),
     ("widgets",),
+    ("__main__",),
 )
 """config -> data -> diffusion | models -> losses | metrics -> train -> methods -> eval -> zoo ->
-experiments -> viz -> widgets. Units on one line are siblings: neither imports the other."""
+experiments -> viz -> widgets -> __main__ (the command line). Units on one line are siblings:
+neither imports the other."""
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
 

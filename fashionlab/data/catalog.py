@@ -162,19 +162,34 @@ def read_styles(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+CAPTION_FIELDS: tuple[str, ...] = ("year", "usage", "season", "baseColour", "gender")
+"""The columns paper 002's captions name before the article type, in its order."""
+_CAPTION_ARTICLE = {"Tshirts": "T-Shirt"}
+"""Where the paper's captions spell a singular article type otherwise than :func:`singular`."""
+
+
+def _present(value: object) -> bool:
+    return not (value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+                or (isinstance(value, str) and value.strip() in ("", "None", "NA")))
+
+
 def caption_from_row(row: dict | pd.Series) -> str:
-    """A text prompt from catalog columns, as paper 002 builds them (missing fields are skipped)."""
-    parts = []
-    for column in ("gender", "baseColour", "articleType", "season", "usage"):
-        value = row[column]
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-            continue
-        parts.append(str(value))
-    text = " ".join(parts)
-    name = row["productDisplayName"]
-    if isinstance(name, str) and name:
-        text = f"{name}, {text}" if text else name
-    return text
+    """Paper 002's caption of a catalog row: "an image of a {year} {usage} {season} {baseColour}
+    {gender}'s {articleType}", e.g. "an image of a 2011 Casual Fall White Men's Sweater".
+
+    Missing fields are skipped (the paper's "Women's None" came from writing a missing articleType
+    as "None"); the article type is singular ("Tshirts" -> "T-Shirt", "Dresses" -> "Dress"). A row
+    without an article type raises ``ValueError``: a caption without the garment would teach
+    nothing."""
+    article = row["articleType"] if "articleType" in row else None
+    if not _present(article):
+        raise ValueError(f"row {row.get('id', '?')} has no articleType, so it has no caption")
+    words = [str(row[c]) for c in CAPTION_FIELDS[:-1] if c in row and _present(row[c])]
+    gender = row["gender"] if "gender" in row else None
+    if _present(gender):
+        words.append(f"{gender}'s")
+    words.append(_CAPTION_ARTICLE.get(str(article), singular(str(article))))
+    return "an image of a " + " ".join(words)
 
 
 @dataclass(frozen=True)

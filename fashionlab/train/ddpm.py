@@ -67,7 +67,7 @@ class TrainResult:
     finished: bool
 
 
-def _ema_decay(step: int, max_decay: float) -> float:
+def ema_decay(step: int, max_decay: float) -> float:
     return min(max_decay, 1.0 - (1.0 + step) ** (-2.0 / 3.0))
 
 
@@ -135,7 +135,7 @@ def train_ddpm(
 
     def update_ema(step_done: int) -> None:
         # 4. EMA of the weights, with the warm-up decay of diffusers' EMAModel
-        decay = _ema_decay(step_done, cfg.ema_max_decay)
+        decay = ema_decay(step_done, cfg.ema_max_decay)
         with torch.no_grad():
             for p_ema, p in zip(ema, accelerator.unwrap_model(model).parameters()):
                 p_ema.mul_(decay).add_(p.detach().cpu(), alpha=1 - decay)

@@ -39,6 +39,7 @@ from ..models.category_vit import CategoryViT
 from ..models.clip import TINY_MODELS, FULL_MODEL, FULL_PRETRAINED, CLIPBundle, create_clip
 from ..models.oracle import GarmentOracle, extras_judge
 from ..models.parser import GarmentParser
+from ..models.sd import clip_tokenizer, text_encoder_from_clip
 from ..train.attrnet import INITS
 from . import registry
 
@@ -94,13 +95,7 @@ def load_pixel_ddpm(
         where = str(registry.tiny_files(name, weights_dir)[0])
     else:
         subfolders = entry.full_subfolders
-        if source is not None:
-            where = str(source)
-            if not Path(source).is_dir():
-                raise FileNotFoundError(f"source folder {source} does not exist")
-        else:
-            where = hub_id or entry.full_hub_id
-            config.require_hub(f"Loading {name!r} under the 'full' profile ({where})")
+        where = _full_source(name, source, hub_id or entry.full_hub_id)
         unet = UNet2DModel.from_pretrained(where, subfolder=subfolders[0] if subfolders else None,
                                            torch_dtype=torch.float32)
         scheduler = DDPMScheduler.from_pretrained(where, subfolder=subfolders[1] if subfolders else None)
@@ -195,8 +190,103 @@ def _load_delta(name: str, profile: str | None, device, weights_dir: Path, manif
     return load_pixel_ddpm_delta(name, profile, device, weights_dir, manifest_path)
 
 
-LOADERS: dict[str, Callable] = {"pixel-ddpm": _load_pixel_ddpm, "clip": _load_clip, "pixel-ddpm-delta": _load_delta,
-                                **{kind: _load_supervised for kind in SUPERVISED_BUILDERS}}
+def load_vae(name: str = "garments-vae", profile: str | None = None, device: str | torch.device | None = None,
+             source: str | Path | None = None, weights_dir: Path = registry.WEIGHTS_DIR,
+             manifest_path: Path = registry.MANIFEST_PATH):
+    """A diffusers ``AutoencoderKL`` in fp32 and eval mode, its ``config.scaling_factor`` set.
+    ``tiny``: our shipped weights. ``full``: the ``vae`` subfolder of the registry's Stable Diffusion
+    repository, or of ``source`` (a local folder in that layout)."""
+    from diffusers import AutoencoderKL
+
+    entry = registry.entry(name)
+    if entry.kind != "vae":
+        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not a vae")
+    profile = config.get_profile() if profile is None else profile
+    if profile not in config.PROFILES:
+        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    if profile == "tiny":
+        state, cfg = registry.load_tiny_state(name, weights_dir, manifest_path)
+        vae = AutoencoderKL(**cfg["vae"])
+        vae.load_state_dict(state, strict=True)
+    else:
+        where = _full_source(name, source, entry.full_hub_id)
+        vae = AutoencoderKL.from_pretrained(where, subfolder=entry.full_subfolders[0], torch_dtype=torch.float32)
+    return vae.to(config.get_device(device)).eval()
+
+
+def _full_source(name: str, source: str | Path | None, hub_id: str) -> str:
+    """Where a ``full`` model comes from: a local ``source`` folder (which must exist) or the hub
+    (which must be reachable: offline this fails at once)."""
+    if source is not None:
+        if not Path(source).is_dir():
+            raise FileNotFoundError(f"source folder {source} does not exist")
+        return str(source)
+    config.require_hub(f"Loading {name!r} under the 'full' profile ({hub_id})")
+    return hub_id
+
+
+def _load_vae(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path, **kwargs):
+    return load_vae(name, profile, device, weights_dir=weights_dir, manifest_path=manifest_path, **kwargs)
+
+
+SD_TOKENIZER_DIR = "tokenizers"
+"""Under :func:`fashionlab.config.cache_dir`: the tokenizer files written for tiny pipelines."""
+
+
+def sd_sampler(schedule: dict):
+    """The DDIM sampler of a training schedule (``DDPMScheduler`` keywords), set up as Stable
+    Diffusion 1.x sets up its samplers: ``set_alpha_to_one=False``, ``steps_offset=1``."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**schedule, set_alpha_to_one=False, steps_offset=1)
+
+
+def load_sd(name: str = "garments-sd-base", profile: str | None = None, device: str | torch.device | None = None,
+            source: str | Path | None = None, hub_id: str | None = None, weights_dir: Path = registry.WEIGHTS_DIR,
+            manifest_path: Path = registry.MANIFEST_PATH):
+    """A diffusers ``StableDiffusionPipeline`` in fp32 (no safety checker), with a DDIM scheduler
+    made from the training schedule, progress bars off.
+
+    ``tiny``: the shipped UNet, the zoo VAE (``ZooEntry.base``) and the text tower of the CLIP the
+    UNet was trained with, converted to a ``CLIPTextModel`` with an offline ``CLIPTokenizer``.
+    ``full``: Stable Diffusion from the hub (``hub_id`` or the registry's 1.4) or from ``source``, a
+    local folder in the same layout (``save_pretrained`` writes one)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    entry = registry.entry(name)
+    if entry.kind != "sd-pipeline":
+        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not an sd-pipeline")
+    profile = config.get_profile() if profile is None else profile
+    if profile not in config.PROFILES:
+        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    device = config.get_device(device)
+    if profile == "tiny":
+        state, cfg = registry.load_tiny_state(name, weights_dir, manifest_path)
+        unet = UNet2DConditionModel(**cfg["unet"])
+        unet.load_state_dict(state, strict=True)
+        clip = load_clip(cfg["text"], "tiny", "cpu", weights_dir=weights_dir, manifest_path=manifest_path)
+        pipe = StableDiffusionPipeline(
+            vae=load_vae(entry.base, "tiny", "cpu", weights_dir=weights_dir, manifest_path=manifest_path),
+            text_encoder=text_encoder_from_clip(clip.model),
+            tokenizer=clip_tokenizer(config.cache_dir() / SD_TOKENIZER_DIR / cfg["text"],
+                                     clip.model.positional_embedding.shape[0]),
+            unet=unet.eval(), scheduler=sd_sampler(cfg["scheduler"]), safety_checker=None,
+            feature_extractor=None, requires_safety_checker=False)
+    else:
+        where = _full_source(name, source, hub_id or entry.full_hub_id)
+        pipe = StableDiffusionPipeline.from_pretrained(where, dtype=torch.float32, safety_checker=None,
+                                                       requires_safety_checker=False)
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def _load_sd(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path, **kwargs):
+    return load_sd(name, profile, device, weights_dir=weights_dir, manifest_path=manifest_path, **kwargs)
+
+
+LOADERS: dict[str, Callable] = {"sd-pipeline": _load_sd, "pixel-ddpm": _load_pixel_ddpm, "clip": _load_clip, "pixel-ddpm-delta": _load_delta,
+                                "vae": _load_vae, **{kind: _load_supervised for kind in SUPERVISED_BUILDERS}}
 """One loader per zoo kind: ``loader(name, profile, device, weights_dir, manifest_path, **kwargs)``."""
 
 

@@ -15,30 +15,35 @@ import copy
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import config
-from ..data.garments import BACKGROUNDS, RenderCache, render_batch, render_cache, spec_for
-from ..data.transforms import to_uint8
+from ..data.garments import (BACKGROUNDS, EXTRAS, SCHEMA, STYLES, RenderCache, caption, render_batch, render_cache,
+                             spec_for)
+from ..data.transforms import reframe, to_uint8
 from ..diffusion import core, inversion
 from ..eval.classifiers import evaluate_attrnet, evaluate_extras, evaluate_oracle, evaluate_parser
 from ..eval.edits import EditTask, render_tasks, score_edits, tasks_for
 from ..eval.zero_shot import zero_shot_table
 from ..methods.diffusionclip import GARMENT_EDITS, DiffusionCLIPConfig, finetune
 from ..methods.diffusionclip import edit as diffusionclip_edit
+from ..methods.text_to_image import generate
 from ..metrics import OraclePerceptual, psnr, single_region_rate
 from ..models.attrnet import AttributeNet, attrnet_for
 from ..models.clip import create_clip
+from ..models.sd import build_cond_unet, build_vae, clip_tokenizer, text_encoder_from_clip
 from ..train.attrnet import (N_TEST, N_TRAIN, TEST_SEED, TRAIN_SEED, AttrNetRun, AttrNetTrainConfig, Variant,
                              train_attrnet)
-from ..train.clip import CLIPTrainConfig, train_clip
+from ..train.clip import CLIPTrainConfig, random_caption, train_clip
 from ..train.ddpm import DDPMTrainConfig, load_ema_weights, train_ddpm
+from ..train.latent import LDMTrainConfig, VAETrainConfig, train_ldm, train_vae
 from ..train.loop import CSVLog, atomic_save, read_checkpoint
 from ..train.supervised import LOSSES, SupervisedTrainConfig, train_supervised
 from .export import json_config, round_to_fp16, ship, training_record
-from .loaders import SUPERVISED_BUILDERS, apply_delta, build_attrnet, load
+from .loaders import SD_TOKENIZER_DIR, SUPERVISED_BUILDERS, apply_delta, build_attrnet, load, sd_sampler
 
 
 def _workdir(name: str, workdir: Path | None) -> Path:
@@ -208,9 +213,87 @@ def _diffusionclip_recipes() -> dict[str, DiffusionCLIPRecipe]:
         for edit, lr in DCLIP_LRS.items()}
 
 
-RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe | AttrNetRecipe | DiffusionCLIPRecipe] = {
+@dataclass(frozen=True)
+class VAERecipe:
+    """The autoencoder of the latent text-to-image model (chapter 08)."""
+
+    name: str
+    vae: dict
+    """``AutoencoderKL`` keyword arguments."""
+    train: VAETrainConfig
+    data_seed: int = 800
+    """Garments seed of the training renders (every style and extra, varied framing)."""
+    notes: str = ""
+
+
+GARMENTS_VAE = VAERecipe(
+    name="garments-vae",
+    vae=dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=64, layers_per_block=1,
+             down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+             block_out_channels=(32, 64, 128), norm_num_groups=8),
+    train=VAETrainConfig(),
+    notes="KL autoencoder, 64 px -> 16 x 16 x 4 (factor 4 per side, 12x fewer numbers); L1 + 1e-6 KL, no "
+          "perceptual or GAN loss (see fashionlab.train.latent).",
+)
+
+
+@dataclass(frozen=True)
+class SDRecipe:
+    """The conditional UNet of the latent text-to-image model (chapter 08), trained on latents of
+    ``vae`` with captions encoded by ``text``'s frozen text tower."""
+
+    name: str
+    unet: dict
+    """``UNet2DConditionModel`` keyword arguments."""
+    scheduler: dict
+    """``DDPMScheduler`` keyword arguments (Stable Diffusion's scaled-linear schedule)."""
+    train: LDMTrainConfig
+    vae: str = "garments-vae"
+    text: str = "garments-clip-s"
+    data_seed: int = 810
+    notes: str = ""
+
+
+SD_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                   prediction_type="v_prediction", clip_sample=False)
+"""Stable Diffusion 1.x's forward process (scaled-linear betas 0.00085 -> 0.012), with v-prediction as
+in Stable Diffusion 2 (our eps-prediction pixel DDPM failed at high noise; chapter 02)."""
+
+GARMENTS_SD_BASE = SDRecipe(
+    name="garments-sd-base",
+    unet=dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+              block_out_channels=(64, 128, 128),
+              down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+              up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+              cross_attention_dim=64, attention_head_dim=(2, 4, 4), norm_num_groups=16),
+    scheduler=SD_SCHEDULE,
+    train=LDMTrainConfig(),
+    notes="UNet2DConditionModel on 16 x 16 x 4 latents, cross-attention at 16 x 16 and 8 x 8 to the 64-wide "
+          "text states of garments-clip-s; generic captions of every style and extra, varied framing, 10 % "
+          "out-of-frame crops, 10 % empty captions; no catalog captions.",
+)
+
+
+RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe | AttrNetRecipe | DiffusionCLIPRecipe | VAERecipe
+              | SDRecipe] = {
     GARMENTS_DDPM_64.name: GARMENTS_DDPM_64, **_clip_recipes(), **_evaluator_recipes(), **_attrnet_recipes(),
-    **_diffusionclip_recipes()}
+    **_diffusionclip_recipes(), GARMENTS_VAE.name: GARMENTS_VAE, GARMENTS_SD_BASE.name: GARMENTS_SD_BASE}
+
+
+def sd_parts(recipe: SDRecipe, seed: int | None = None) -> dict:
+    """What training ``recipe`` needs: its freshly initialised UNet (from ``seed``, default the
+    recipe's), its DDPM scheduler, the zoo's VAE, and the tokenizer and frozen text encoder converted
+    from the zoo CLIP."""
+    from diffusers import DDPMScheduler
+
+    with config.seeded(recipe.train.seed if seed is None else seed):
+        unet = build_cond_unet(**recipe.unet)
+    clip = load(recipe.text, profile="tiny", device="cpu")
+    return {"unet": unet, "scheduler": DDPMScheduler(**recipe.scheduler),
+            "vae": load(recipe.vae, profile="tiny", device="cpu"),
+            "tokenizer": clip_tokenizer(config.cache_dir() / SD_TOKENIZER_DIR / recipe.text,
+                                        clip.model.positional_embedding.shape[0]),
+            "text_encoder": text_encoder_from_clip(clip.model)}
 
 
 def build_evaluator(recipe: EvaluatorRecipe) -> torch.nn.Module:
@@ -249,11 +332,42 @@ def garments_batch_sampler(seed: int, size: int, data_size: int, domain: str):
     return sample
 
 
+def framed_sampler(seed: int, size: int = 64, data_size: int = 1_000_000, captions: bool = False):
+    """``sample(generator, B)`` -> renders of random Garments indices of every style and extra,
+    reframed (:func:`~fashionlab.data.transforms.reframe`: zoom, shift, 10 % out-of-frame crops);
+    with ``captions``, (images, generic captions drawn as the CLIP recipes draw them)."""
+
+    def sample(generator: torch.Generator, batch_size: int):
+        indices = torch.randint(0, data_size, (batch_size,), generator=generator).tolist()
+        specs = [spec_for(seed, i, "all") for i in indices]
+        images = reframe(render_batch(specs, size), generator)
+        if not captions:
+            return images
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        return images, [random_caption(spec, rng) for spec in specs]
+
+    return sample
+
+
 def run_recipe(name: str, minutes: float | None = None, max_steps: int | None = None, resume: bool = False,
                workdir: Path | None = None, progress: bool = True):
     """Train recipe ``name``; returns (steps done in all, minutes in all, finished)."""
     recipe = get_recipe(name)
     workdir = _workdir(name, workdir)
+    if isinstance(recipe, VAERecipe):
+        with config.seeded(recipe.train.seed):
+            vae = build_vae(**recipe.vae)
+        steps, minutes_done = train_vae(vae, framed_sampler(recipe.data_seed, recipe.vae["sample_size"]),
+                                        recipe.train, workdir, minutes=minutes, max_steps=max_steps, resume=resume,
+                                        progress=progress)
+        return steps, minutes_done, steps >= recipe.train.total_steps
+    if isinstance(recipe, SDRecipe):
+        parts = sd_parts(recipe)
+        steps, minutes_done = train_ldm(parts["unet"], parts["scheduler"], parts["vae"], parts["tokenizer"],
+                                        parts["text_encoder"], framed_sampler(recipe.data_seed, captions=True),
+                                        recipe.train, workdir, minutes=minutes, max_steps=max_steps, resume=resume,
+                                        progress=progress)
+        return steps, minutes_done, steps >= recipe.train.total_steps
     if isinstance(recipe, DiffusionCLIPRecipe):
         steps, minutes_done = train_diffusionclip_recipe(recipe, workdir, progress=progress)
         return steps, minutes_done, True
@@ -433,9 +547,122 @@ def export_attrnet(name: str, workdir: Path | None = None, weights_dir: Path | N
                    workdir, weights_dir, manifest_path)
 
 
+VAE_HELDOUT_SEED = 801
+
+
+@torch.no_grad()
+def evaluate_vae(vae, n_heldout: int = 512, heldout_seed: int = VAE_HELDOUT_SEED, batch_size: int = 64) -> dict:
+    """Reconstruction PSNR (posterior mean, decoded, clamped) of ``n_heldout`` renders of every style
+    and extra (seed ``heldout_seed``, not reframed): overall and per style."""
+    specs = [spec_for(heldout_seed, i, "all") for i in range(n_heldout)]
+    values = []
+    for start in range(0, n_heldout, batch_size):
+        images = render_batch(specs[start:start + batch_size])
+        recon = vae.decode(vae.encode(images).latent_dist.mode()).sample.clamp(-1, 1)
+        values.append(psnr(recon, images))
+    values = torch.cat(values)
+    styles = np.array([spec.style for spec in specs])
+    return {"psnr_db": round(float(values.mean()), 2),
+            "psnr_db_by_style": {style: round(float(values[torch.from_numpy(styles == style)].mean()), 2)
+                                 for style in sorted(set(styles))},
+            "heldout": f"{n_heldout} renders of Garments seed {heldout_seed}, every style and extra"}
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae, seed: int, n: int = 1024, batch_size: int = 64) -> float:
+    """1 / std of posterior samples on ``n`` training renders (reframed as in training): Stable
+    Diffusion's ``scaling_factor`` (0.18215 for its VAE), which gives the latents unit variance."""
+    sample = framed_sampler(seed)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.cat([vae.encode(sample(generator, batch_size)).latent_dist.sample(generator=generator)
+                         for _ in range(max(1, n // batch_size))])
+    return float(1.0 / latents.std())
+
+
+def export_vae(name: str, workdir: Path | None = None, weights_dir: Path | None = None,
+               manifest_path: Path | None = None) -> dict:
+    """Ship a trained VAE (fp16) with its scaling factor in the config and its held-out PSNR; a
+    grid of held-out renders over their reconstructions is saved beside the checkpoint."""
+    recipe = get_recipe(name)
+    workdir = _workdir(name, workdir)
+    state = read_checkpoint(workdir)
+    vae = build_vae(**recipe.vae)
+    vae.load_state_dict(state["model"])
+    vae = round_to_fp16(vae).eval()
+    scaling = round(latent_scaling_factor(vae, recipe.data_seed), 5)
+    metrics = {**evaluate_vae(vae), "scaling_factor": scaling}
+    images = render_batch([spec_for(VAE_HELDOUT_SEED, i, "all") for i in range(16)])
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(images).latent_dist.mode()).sample.clamp(-1, 1)
+    rows = [torch.from_numpy(to_uint8(x)).permute(1, 0, 2, 3).reshape(64, -1, 3) for x in (images, recon)]
+    Image.fromarray(torch.cat(rows).numpy()).save(workdir / "reconstructions.png")
+    record = training_record(name, state, workdir, recipe.train.batch_size, recipe.data_seed,
+                             f"Garments seed {recipe.data_seed}, every style and extra, reframed")
+    record["metrics"] = metrics
+    cfg = {"vae": {**json_config(recipe.vae), "scaling_factor": scaling}}
+    return ship(name, vae, cfg, record, workdir, weights_dir, manifest_path)
+
+
+SD_HELDOUT_SEED = 811
+
+
+@torch.no_grad()
+def evaluate_text_to_image(pipe, n: int = 128, seed: int = SD_HELDOUT_SEED, steps: int = 25, guidance: float = 4.0
+                           ) -> tuple[dict, torch.Tensor]:
+    """Grade a text-to-image pipeline on ``n`` generic held-out captions (template 1, which names the
+    style; every style and extra): the oracle's accuracy on the category, colour and style the caption
+    names, the extras judge's recall on the extras it names, and the single-garment rate of the
+    photo-style prompts. Returns (metrics, images)."""
+    specs = [spec_for(seed, i, "all") for i in range(n)]
+    images = generate(pipe, [caption(spec, 1) for spec in specs], seed=0, steps=steps, guidance=guidance)
+    oracle, judge = load("garments-oracle", device="cpu"), load("garments-extras-judge", device="cpu")
+    logits, extras = oracle(images), judge(images)
+    metrics: dict = {"n": n, "sampler": f"DDIM {steps} steps, guidance {guidance}",
+                     "prompts": f"caption template 1 of Garments seed {seed}, every style and extra"}
+    for key, values in (("category", SCHEMA["category"]), ("colour", SCHEMA["colour"]), ("style", STYLES)):
+        truth = torch.tensor([values.index(getattr(spec, key)) for spec in specs])
+        metrics[f"{key}_accuracy"] = round(float((logits[key].argmax(1) == truth).float().mean()), 4)
+    named = [(i, k) for i, spec in enumerate(specs) for k, extra in enumerate(EXTRAS) if extra in spec.extras]
+    hits = [int(extras[EXTRAS[k]][i].argmax()) == 1 for i, k in named]
+    metrics["extras_recall"] = round(float(np.mean(hits)), 4) if hits else None
+    photo = torch.tensor([spec.style == "photo" for spec in specs])
+    metrics["single_region_rate_photo"] = round(single_region_rate(images[photo], BACKGROUNDS["photo"])[0], 4)
+    return metrics, images
+
+
+def export_sd(name: str, workdir: Path | None = None, weights_dir: Path | None = None,
+              manifest_path: Path | None = None) -> dict:
+    """Ship the EMA weights of a trained text-to-image UNet (fp16), graded as shipped in its
+    assembled pipeline (:func:`evaluate_text_to_image`); a sample grid is saved beside the checkpoint."""
+    from diffusers import StableDiffusionPipeline
+
+    recipe = get_recipe(name)
+    workdir = _workdir(name, workdir)
+    state = read_checkpoint(workdir)
+    parts = sd_parts(recipe)
+    unet = round_to_fp16(load_ema_weights(parts["unet"], workdir, state).eval())
+    pipe = StableDiffusionPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
+                                   unet=unet, scheduler=sd_sampler(recipe.scheduler), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    metrics, images = evaluate_text_to_image(pipe)
+    grid = to_uint8(images[:64])
+    rows = [torch.from_numpy(grid[r * 8:(r + 1) * 8]).permute(1, 0, 2, 3).reshape(grid.shape[1], -1, 3) for r in range(8)]
+    Image.fromarray(torch.cat(rows).numpy()).save(workdir / "samples.png")
+    record = training_record(name, state, workdir, recipe.train.batch_size, recipe.data_seed,
+                             f"Garments seed {recipe.data_seed}, every style and extra, reframed, generic captions")
+    record.update(planned_steps=recipe.train.total_steps, metrics=metrics)
+    cfg = {"unet": json_config(recipe.unet), "scheduler": recipe.scheduler, "text": recipe.text, "vae": recipe.vae}
+    return ship(name, unet, cfg, record, workdir, weights_dir, manifest_path)
+
+
 def export(name: str) -> dict:
     """Evaluate and ship any trained recipe (the CLI's ``export``); returns the manifest entry."""
     recipe = get_recipe(name)
+    if isinstance(recipe, VAERecipe):
+        return export_vae(name)
+    if isinstance(recipe, SDRecipe):
+        return export_sd(name)
     if isinstance(recipe, DiffusionCLIPRecipe):
         return export_diffusionclip(name)
     if isinstance(recipe, AttrNetRecipe):

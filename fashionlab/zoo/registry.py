@@ -85,6 +85,17 @@ REGISTRY: dict[str, ZooEntry] = {
         "its base. full: no shipped counterpart; fine-tune the full base with fashionlab.methods.diffusionclip.",
         base="garments-ddpm-64")
        for edit in ("striped", "sketch", "pocket")},
+    "garments-vae": ZooEntry(
+        "garments-vae", "vae", "CompVis/stable-diffusion-v1-4", ("vae",),
+        "KL autoencoder (diffusers AutoencoderKL), 64 px <-> 16 x 16 x 4 latents, trained on Garments of every "
+        "style and extra (chapter 08). full: Stable Diffusion 1.4's VAE (512 px <-> 64 x 64 x 4)."),
+    "garments-sd-base": ZooEntry(
+        "garments-sd-base", "sd-pipeline", "CompVis/stable-diffusion-v1-4", None,
+        "A tiny latent text-to-image model assembled as a diffusers StableDiffusionPipeline: garments-vae, the "
+        "text tower of garments-clip-s converted to a CLIPTextModel (frozen), and a UNet2DConditionModel trained "
+        "on generic captions of every style and extra (chapter 08; chapter 10 draws references with it). full: "
+        "Stable Diffusion 1.4 (the weights paper 002 uses through KerasCV); pass hub_id for 1.5.",
+        base="garments-vae"),
 }
 
 
