@@ -102,6 +102,20 @@ def test_ddpm_round_trip_psnr_is_the_published_one():
     assert metrics["single_region_rate_real_renders"] == 1.0
 
 
+def test_vae_psnr_and_scaling_factor_are_the_published_ones():
+    """garments-vae's card: held-out PSNR overall and per style, and the latent scaling factor the
+    pipeline multiplies by (both recomputed by the export's own functions on the shipped weights)."""
+    published = MANIFEST["garments-vae"]["metrics"]
+    vae = loaders.load("garments-vae", device="cpu")
+    metrics = recipes.evaluate_vae(vae)
+    assert metrics["psnr_db"] == pytest.approx(published["psnr_db"], abs=0.05)
+    for style, value in published["psnr_db_by_style"].items():
+        assert metrics["psnr_db_by_style"][style] == pytest.approx(value, abs=0.05)
+    assert vae.config.scaling_factor == published["scaling_factor"]
+    assert recipes.latent_scaling_factor(vae, recipes.GARMENTS_VAE.data_seed) == pytest.approx(
+        published["scaling_factor"], abs=2e-3)
+
+
 def test_chapter05_grid_run_regenerates_its_committed_row(tmp_path):
     """`clip / attnpool [s]` seed 0, the grid's quickest row, trained again from the committed config."""
 

@@ -255,3 +255,35 @@ def test_command_line_generates_a_png_with_and_without_lora(tmp_path, tiny_zoo, 
     for bad in (["--steps", "0"], ["--seed", "-2"], ["--guidance", "0.5"]):
         with pytest.raises(SystemExit):
             main(["generate", "a dress", *bad])
+
+
+def test_ch08_runs_resume_and_grade_every_saved_epoch(tmp_path, tiny_zoo, tiny_profile):
+    from fashionlab.experiments import ch08_lora
+    from fashionlab.methods import lora
+
+    weights_dir, manifest = tiny_zoo
+    load = lambda: loaders.load("garments-sd-base", device="cpu", weights_dir=weights_dir,  # noqa: E731
+                                manifest_path=manifest)
+    configs = {"tiny": lora.LoRAConfig(rank=2, batch_size=3, epochs=2, save_epochs=(1, 2), bf16=False)}
+    out = tmp_path / "08_runs.json"
+    done = ch08_lora.run_runs(out, load_pipe=load, n_train=6, n_eval=6, configs=configs,
+                              adapters_dir=tmp_path / "adapters", progress=False)
+    assert set(done["runs"]) == {"base", "tiny"}
+    run = done["runs"]["tiny"]
+    assert run["steps"] == 4 and set(run["grades"]) == {"1", "2"} and set(run["validation_loss"]) == {"0", "1", "2"}
+    fid, low, high = run["grades"]["2"]["test"]["fid"]
+    assert low <= fid <= high or low <= high  # an interval around a bootstrap statistic
+    stamp = out.stat().st_mtime_ns
+    ch08_lora.run_runs(out, load_pipe=load, n_train=6, n_eval=6, configs=configs, adapters_dir=tmp_path / "adapters",
+                       progress=False)
+    assert out.stat().st_mtime_ns == stamp  # resumed: nothing left to run, nothing rewritten
+
+
+def test_ch08_sweep_is_one_factor_at_a_time():
+    from fashionlab.experiments import ch08_lora
+
+    configs = ch08_lora.sweep_configs(seeds=(0,))
+    assert len(configs) == 9  # base + 3 other ranks + 2 other batches + 3 other rates
+    for cfg in configs.values():
+        changed = [f for f in ch08_lora.FACTORS if getattr(cfg, f) != getattr(ch08_lora.BASE, f)]
+        assert len(changed) <= 1
