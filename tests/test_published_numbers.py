@@ -116,6 +116,17 @@ def test_vae_psnr_and_scaling_factor_are_the_published_ones():
         published["scaling_factor"], abs=2e-3)
 
 
+def test_text_to_image_grades_are_the_published_ones():
+    """garments-sd-base's card, regenerated through the assembled pipeline (same prompts, seeds and
+    sampler as the export); a tolerance of about two images in 128 for another CPU's rounding."""
+    published = MANIFEST["garments-sd-base"]["metrics"]
+    metrics, images = recipes.evaluate_text_to_image(loaders.load("garments-sd-base", device="cpu"),
+                                                     n=published["n"])
+    assert images.shape == (published["n"], 3, 64, 64)
+    for key in ("category_accuracy", "colour_accuracy", "style_accuracy", "extras_recall", "single_region_rate_photo"):
+        assert metrics[key] == pytest.approx(published[key], abs=0.02), key
+
+
 def test_chapter05_grid_run_regenerates_its_committed_row(tmp_path):
     """`clip / attnpool [s]` seed 0, the grid's quickest row, trained again from the committed config."""
 
