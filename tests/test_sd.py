@@ -287,3 +287,14 @@ def test_ch08_sweep_is_one_factor_at_a_time():
     for cfg in configs.values():
         changed = [f for f in ch08_lora.FACTORS if getattr(cfg, f) != getattr(ch08_lora.BASE, f)]
         assert len(changed) <= 1
+
+
+def test_full_vae_loader_reads_the_stable_diffusion_layout(tmp_path, full_profile):
+    vae = small_vae()
+    vae.save_pretrained(tmp_path / "vae")
+    loaded = loaders.load_vae("garments-vae", source=tmp_path, device="cpu")
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(x).latent_dist.mean, vae.encode(x).latent_dist.mean)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        loaders.load_vae("garments-vae", source=tmp_path / "missing", device="cpu")

@@ -8,6 +8,8 @@ kind                  :func:`load` returns                            ``full`` p
 ====================  ==============================================  ===================================
 ``pixel-ddpm``        :class:`PixelDDPM` (UNet2DModel + scheduler)    a diffusers hub checkpoint
 ``pixel-ddpm-delta``  :class:`PixelDDPM`: its base + an fp16 delta    none shipped: fine-tune it live
+``vae``               a diffusers ``AutoencoderKL``                   Stable Diffusion 1.4's VAE
+``sd-pipeline``       a diffusers ``StableDiffusionPipeline``         Stable Diffusion 1.4 (or ``hub_id``)
 ``clip``              :class:`~fashionlab.models.clip.CLIPBundle`     open_clip ``ViT-B-16`` (OpenAI)
 ``oracle``,           an ``nn.Module`` in eval mode                   the same shipped weights (they
 ``parser``,                                                           grade and guide Garments images)
@@ -16,8 +18,7 @@ kind                  :func:`load` returns                            ``full`` p
 ``extras-judge``
 ====================  ==============================================  ===================================
 
-A later chapter adds a kind by adding a loader to :data:`LOADERS` (a VAE, a latent text-to-image
-pipeline, a LoRA adapter, an encoder).
+A later chapter adds a kind by adding a loader to :data:`LOADERS` (a LoRA adapter, an encoder).
 
 Offline, a ``full`` load fails at once with a message that says to use ``tiny``. Every ``full``
 path takes ``source=`` (a local folder in the hub layout) or ``pretrained=`` (a local file), which
