@@ -71,6 +71,15 @@ def ema_decay(step: int, max_decay: float) -> float:
     return min(max_decay, 1.0 - (1.0 + step) ** (-2.0 / 3.0))
 
 
+@torch.no_grad()
+def update_ema(ema: list[torch.Tensor], parameters, step: int, max_decay: float) -> None:
+    """One EMA update of ``ema`` (CPU copies) towards ``parameters``, with the warm-up decay of
+    diffusers' EMAModel (:func:`ema_decay`)."""
+    decay = ema_decay(step, max_decay)
+    for p_ema, p in zip(ema, parameters):
+        p_ema.mul_(decay).add_(p.detach().cpu(), alpha=1 - decay)
+
+
 def train_ddpm(
     model: torch.nn.Module,
     noise_scheduler,
@@ -133,12 +142,9 @@ def train_ddpm(
             pred = model(x_t, t).sample
         return torch.nn.functional.mse_loss(pred.float(), target)
 
-    def update_ema(step_done: int) -> None:
+    def after_step(step_done: int) -> None:
         # 4. EMA of the weights, with the warm-up decay of diffusers' EMAModel
-        decay = ema_decay(step_done, cfg.ema_max_decay)
-        with torch.no_grad():
-            for p_ema, p in zip(ema, accelerator.unwrap_model(model).parameters()):
-                p_ema.mul_(decay).add_(p.detach().cpu(), alpha=1 - decay)
+        update_ema(ema, accelerator.unwrap_model(model).parameters(), step_done, cfg.ema_max_decay)
 
     model.train()
     result = fit(model=model, optimizer=optimizer, schedule=lr_schedule, accelerator=accelerator,
@@ -147,7 +153,7 @@ def train_ddpm(
                  checkpoint_minutes=cfg.checkpoint_minutes, step=step, minutes_before=minutes_before,
                  extra_state=lambda: {"ema": [p.detach().cpu() for p in ema], "data_rng": data_gen.get_state(),
                                       "noise_rng": noise_gen.get_state()},
-                 after_step=update_ema, minutes=minutes, max_steps=max_steps, fresh_log=not resume,
+                 after_step=after_step, minutes=minutes, max_steps=max_steps, fresh_log=not resume,
                  progress=progress, desc="ddpm")
     return TrainResult(result.steps, result.minutes, result.last_loss, result.steps >= cfg.total_steps)
 

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from ..diffusion.core import PREDICTION_TYPES, SCHEDULE_KEYS, noise_to
-from .ddpm import ema_decay
+from .ddpm import update_ema
 from .loop import OptimConfig, backward_step, build_optimizer, fit, load_checkpoint, make_accelerator
 
 
@@ -201,11 +201,8 @@ def train_ldm(unet, noise_scheduler, vae, tokenizer, text_encoder,
             text_states = encode_prompts(tokenizer, text_encoder, captions).float()
         return ldm_loss(unet, noise_scheduler, latents, text_states, noise_gen, accelerator.autocast)
 
-    def update_ema(step_done: int) -> None:
-        decay = ema_decay(step_done, cfg.ema_max_decay)
-        with torch.no_grad():
-            for p_ema, p in zip(ema, accelerator.unwrap_model(unet).parameters()):
-                p_ema.mul_(decay).add_(p.detach().cpu(), alpha=1 - decay)
+    def after_step(step_done: int) -> None:
+        update_ema(ema, accelerator.unwrap_model(unet).parameters(), step_done, cfg.ema_max_decay)
 
     unet.train()
     result = fit(model=unet, optimizer=optimizer, schedule=schedule, accelerator=accelerator,
@@ -215,6 +212,6 @@ def train_ldm(unet, noise_scheduler, vae, tokenizer, text_encoder,
                  minutes_before=minutes_before,
                  extra_state=lambda: {"ema": [p.detach().cpu() for p in ema], "data_rng": data_gen.get_state(),
                                       "noise_rng": noise_gen.get_state()},
-                 after_step=update_ema, minutes=minutes, max_steps=max_steps, fresh_log=not resume,
+                 after_step=after_step, minutes=minutes, max_steps=max_steps, fresh_log=not resume,
                  progress=progress, desc="ldm")
     return result.steps, result.minutes

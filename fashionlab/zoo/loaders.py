@@ -64,6 +64,19 @@ class PixelDDPM:
         return int(self.unet.config.sample_size)
 
 
+def _entry_and_profile(name: str, kind: str, profile: str | None) -> tuple[registry.ZooEntry, str]:
+    """``name``'s registry entry, checked to be of ``kind``, and the profile to load it under
+    (``profile``, or the active one), checked to be known."""
+    entry = registry.entry(name)
+    if entry.kind != kind:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not {article} {kind}")
+    profile = config.get_profile() if profile is None else profile
+    if profile not in config.PROFILES:
+        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    return entry, profile
+
+
 def load_pixel_ddpm(
     name: str = "garments-ddpm-64",
     profile: str | None = None,
@@ -80,12 +93,7 @@ def load_pixel_ddpm(
     """
     from diffusers import DDPMScheduler, UNet2DModel
 
-    entry = registry.entry(name)
-    if entry.kind != "pixel-ddpm":
-        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not a pixel-ddpm")
-    profile = config.get_profile() if profile is None else profile
-    if profile not in config.PROFILES:
-        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    entry, profile = _entry_and_profile(name, "pixel-ddpm", profile)
     device = config.get_device(device)
 
     if profile == "tiny":
@@ -199,12 +207,7 @@ def load_vae(name: str = "garments-vae", profile: str | None = None, device: str
     repository, or of ``source`` (a local folder in that layout)."""
     from diffusers import AutoencoderKL
 
-    entry = registry.entry(name)
-    if entry.kind != "vae":
-        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not a vae")
-    profile = config.get_profile() if profile is None else profile
-    if profile not in config.PROFILES:
-        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    entry, profile = _entry_and_profile(name, "vae", profile)
     if profile == "tiny":
         state, cfg = registry.load_tiny_state(name, weights_dir, manifest_path)
         vae = AutoencoderKL(**cfg["vae"])
@@ -254,12 +257,7 @@ def load_sd(name: str = "garments-sd-base", profile: str | None = None, device: 
     local folder in the same layout (``save_pretrained`` writes one)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-    entry = registry.entry(name)
-    if entry.kind != "sd-pipeline":
-        raise ValueError(f"zoo model {name!r} is a {entry.kind}, not an sd-pipeline")
-    profile = config.get_profile() if profile is None else profile
-    if profile not in config.PROFILES:
-        raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
+    entry, profile = _entry_and_profile(name, "sd-pipeline", profile)
     device = config.get_device(device)
     if profile == "tiny":
         state, cfg = registry.load_tiny_state(name, weights_dir, manifest_path)

@@ -296,6 +296,14 @@ def sd_parts(recipe: SDRecipe, seed: int | None = None) -> dict:
             "text_encoder": text_encoder_from_clip(clip.model)}
 
 
+def save_grid_png(images: torch.Tensor, path: Path, side: int = 8) -> None:
+    """The first ``side`` x ``side`` of ``images`` (in [-1, 1]) as one PNG grid, row by row."""
+    grid = to_uint8(images[:side * side])  # (N, H, W, 3)
+    rows = [torch.from_numpy(grid[r * side:(r + 1) * side]).permute(1, 0, 2, 3).reshape(grid.shape[1], -1, 3)
+            for r in range(side)]
+    Image.fromarray(torch.cat(rows).numpy()).save(path)
+
+
 def build_evaluator(recipe: EvaluatorRecipe) -> torch.nn.Module:
     with config.seeded(recipe.train.seed):  # parameter initialisation
         return SUPERVISED_BUILDERS[recipe.kind](**recipe.model)
@@ -646,9 +654,7 @@ def export_sd(name: str, workdir: Path | None = None, weights_dir: Path | None =
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     metrics, images = evaluate_text_to_image(pipe)
-    grid = to_uint8(images[:64])
-    rows = [torch.from_numpy(grid[r * 8:(r + 1) * 8]).permute(1, 0, 2, 3).reshape(grid.shape[1], -1, 3) for r in range(8)]
-    Image.fromarray(torch.cat(rows).numpy()).save(workdir / "samples.png")
+    save_grid_png(images, workdir / "samples.png")
     record = training_record(name, state, workdir, recipe.train.batch_size, recipe.data_seed,
                              f"Garments seed {recipe.data_seed}, every style and extra, reframed, generic captions")
     record.update(planned_steps=recipe.train.total_steps, metrics=metrics)
@@ -687,10 +693,7 @@ def export_recipe(name: str, workdir: Path | None = None, weights_dir: Path | No
     if evaluate:
         metrics, samples = evaluate_pixel_ddpm(unet, scheduler, progress=progress)
         for sampler, images in samples.items():  # one 8 x 8 grid per sampler, same x_T
-            grid = to_uint8(images[:64])  # (64, H, W, 3)
-            rows = [torch.from_numpy(grid[r * 8:(r + 1) * 8]).permute(1, 0, 2, 3).reshape(grid.shape[1], -1, 3)
-                    for r in range(8)]
-            Image.fromarray(torch.cat(rows).numpy()).save(workdir / f"samples_{sampler}.png")
+            save_grid_png(images, workdir / f"samples_{sampler}.png")
     record = training_record(name, state, workdir, recipe.train.batch_size, recipe.data_seed,
                              f"Garments seed {recipe.data_seed}, domain '{recipe.domain}', "
                              f"size {recipe.unet['sample_size']}")
