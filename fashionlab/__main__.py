@@ -2,8 +2,9 @@
 
 Generates one garment image from a text prompt with the chapter 08 pipeline: the tiny
 ``garments-sd-base`` offline on the CPU (``--profile tiny``, the default), or Stable Diffusion 1.4
-under ``--profile full`` (a GPU and the hub). ``--lora`` adds an adapter saved in diffusers' LoRA
-format (a folder holding ``pytorch_lora_weights.safetensors``, or the file itself).
+under ``--profile full`` (a GPU and the hub). ``--lora`` adds an adapter: a zoo adapter by name
+(``garments-sd-lora-catalog``, chapter 08's catalog-caption LoRA; tiny profile), or one saved in
+diffusers' LoRA format (a folder holding ``pytorch_lora_weights.safetensors``, or the file itself).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate a garment image from a text prompt")
     gen.add_argument("prompt", help='the text prompt, e.g. "an image of a 2011 Casual Fall White Men\'s Sweater"')
-    gen.add_argument("--lora", type=Path, default=None, help="a LoRA adapter (folder or .safetensors file)")
+    gen.add_argument("--lora", type=Path, default=None,
+                     help="a LoRA adapter: a zoo name (garments-sd-lora-catalog) or a folder / .safetensors file")
     gen.add_argument("--lora-scale", type=float, default=1.0, help="weight of the adapter (default 1)")
     gen.add_argument("--seed", type=_seed, default=0, help="seed of the initial latent (default 0)")
     gen.add_argument("--steps", type=_positive_int, default=25, help="DDIM steps (default 25)")
@@ -57,23 +59,28 @@ def generate_command(args: argparse.Namespace) -> int:
     from . import zoo
     from .data.transforms import to_uint8
     from .methods.text_to_image import generate
+    from .zoo import registry
 
     if not args.prompt.strip():
         print("error: the prompt is empty; say what to draw, e.g. \"a red striped t-shirt\"", file=sys.stderr)
         return 2
-    if args.lora is not None and not args.lora.exists():
-        print(f"error: --lora {args.lora} does not exist (give the folder save_lora wrote, or its "
-              "pytorch_lora_weights.safetensors)", file=sys.stderr)
+    zoo_adapters = sorted(n for n, e in registry.REGISTRY.items() if e.kind == "sd-lora")
+    zoo_lora = args.lora is not None and not args.lora.exists() and str(args.lora) in zoo_adapters
+    if args.lora is not None and not args.lora.exists() and not zoo_lora:
+        print(f"error: --lora {args.lora} is neither a zoo adapter ({', '.join(zoo_adapters)}) nor an existing "
+              "path (give the folder save_lora wrote, or its pytorch_lora_weights.safetensors)", file=sys.stderr)
         return 2
     if args.out.suffix.lower() != ".png":
         print(f"error: --out must name a .png file, got {args.out}", file=sys.stderr)
         return 2
     try:
-        pipe = zoo.load("garments-sd-base", profile=args.profile)
-    except RuntimeError as err:  # full profile offline: config.require_hub's message
+        pipe = zoo.load(str(args.lora) if zoo_lora else "garments-sd-base", profile=args.profile)
+    except (RuntimeError, ValueError) as err:  # full profile offline (require_hub), or a zoo adapter under full
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.lora is not None:
+    if zoo_lora:
+        pipe.set_adapters([str(args.lora)], adapter_weights=[args.lora_scale])
+    elif args.lora is not None:
         folder, name = (args.lora.parent, args.lora.name) if args.lora.is_file() else (args.lora, None)
         pipe.load_lora_weights(folder, weight_name=name, adapter_name="cli")
         pipe.set_adapters(["cli"], adapter_weights=[args.lora_scale])

@@ -251,7 +251,9 @@ def test_command_line_generates_a_png_with_and_without_lora(tmp_path, tiny_zoo, 
     assert main(["generate", "a dress", "--lora", str(tmp_path / "nope")]) == 2
     assert main(["generate", "a dress", "--out", str(tmp_path / "c.jpg")]) == 2
     err = capsys.readouterr().err
-    assert "prompt is empty" in err and "does not exist" in err and ".png" in err
+    assert "prompt is empty" in err and "nor an existing path" in err and "garments-sd-lora-catalog" in err and ".png" in err
+    assert main(["generate", "a dress", "--lora", "garments-sd-lora-catalog", "--profile", "full"]) == 1
+    assert "tiny" in capsys.readouterr().err  # a zoo adapter is for the tiny base; no hub is probed
     for bad in (["--steps", "0"], ["--seed", "-2"], ["--guidance", "0.5"]):
         with pytest.raises(SystemExit):
             main(["generate", "a dress", *bad])
@@ -271,6 +273,7 @@ def test_ch08_runs_resume_and_grade_every_saved_epoch(tmp_path, tiny_zoo, tiny_p
     assert set(done["runs"]) == {"base", "tiny"}
     run = done["runs"]["tiny"]
     assert run["steps"] == 4 and set(run["grades"]) == {"1", "2"} and set(run["validation_loss"]) == {"0", "1", "2"}
+    assert set(run["grades"]["1"]) == {"val"} and set(run["grades"]["2"]) == {"val", "test"}
     fid, low, high = run["grades"]["2"]["test"]["fid"]
     assert low <= fid <= high or low <= high  # an interval around a bootstrap statistic
     stamp = out.stat().st_mtime_ns
@@ -278,12 +281,35 @@ def test_ch08_runs_resume_and_grade_every_saved_epoch(tmp_path, tiny_zoo, tiny_p
                        progress=False)
     assert out.stat().st_mtime_ns == stamp  # resumed: nothing left to run, nothing rewritten
 
+    # ship the chosen run's adapters to the zoo; the sd-lora loader puts them on the base, active
+    assert ch08_lora.choose(done)[0] == "tiny"
+    entries = ch08_lora.ship(done, tmp_path / "adapters", weights_dir, manifest,
+                             shipped={2: "garments-sd-lora-catalog", 1: "garments-sd-lora-catalog-e1"})
+    assert entries["garments-sd-lora-catalog"]["metrics"]["test"] == run["grades"]["2"]["test"]
+    assert entries["garments-sd-lora-catalog-e1"]["training_steps"] == 2
+    pipe = loaders.load("garments-sd-lora-catalog", device="cpu", weights_dir=weights_dir, manifest_path=manifest)
+    assert pipe.get_active_adapters() == ["garments-sd-lora-catalog"]
+    trained = load()
+    trained.load_lora_weights(str(tmp_path / "adapters" / "tiny" / "epoch-2"), adapter_name="mine")
+    shipped = {k.replace("garments-sd-lora-catalog", "x"): v for k, v in pipe.unet.state_dict().items() if "lora" in k}
+    mine = {k.replace("mine", "x"): v for k, v in trained.unet.state_dict().items() if "lora" in k}
+    assert shipped.keys() == mine.keys() and len(shipped) > 0
+    for key, value in mine.items():  # the same adapter, rounded to fp16
+        torch.testing.assert_close(shipped[key], value.half().float(), atol=0, rtol=0)
+    pipe.disable_lora()
+    torch.testing.assert_close(generate(pipe, PROMPTS[:1], seed=0, steps=2), generate(load(), PROMPTS[:1], seed=0, steps=2),
+                               atol=0, rtol=0)
+    with pytest.raises(ValueError, match="tiny"):
+        loaders.load("garments-sd-lora-catalog", profile="full", weights_dir=weights_dir, manifest_path=manifest)
+
 
 def test_ch08_sweep_is_one_factor_at_a_time():
     from fashionlab.experiments import ch08_lora
 
-    configs = ch08_lora.sweep_configs(seeds=(0,))
-    assert len(configs) == 9  # base + 3 other ranks + 2 other batches + 3 other rates
+    configs = ch08_lora.sweep_configs(seeds=(0,), repeat_seeds=(1,))
+    assert len(configs) == 10  # base + 3 other ranks + 2 other batches + 3 other rates; base at seed 1
+    assert list(configs.values())[-1].batch_size == 1  # the slowest run last
+    assert sum(cfg.seed == 1 for cfg in configs.values()) == 1
     for cfg in configs.values():
         changed = [f for f in ch08_lora.FACTORS if getattr(cfg, f) != getattr(ch08_lora.BASE, f)]
         assert len(changed) <= 1

@@ -20,11 +20,13 @@ def json_config(model_kwargs: dict) -> dict:
 
 
 def export_weights(name: str, module: torch.nn.Module | dict[str, torch.Tensor], recipe_config: dict, record: dict,
-                   weights_dir: Path = registry.WEIGHTS_DIR, manifest_path: Path = registry.MANIFEST_PATH) -> dict:
+                   weights_dir: Path = registry.WEIGHTS_DIR, manifest_path: Path = registry.MANIFEST_PATH,
+                   metadata: dict[str, str] | None = None) -> dict:
     """Write ``module``'s state as fp16 safetensors plus its config, and record it in the manifest.
 
     ``record`` holds the training facts (recipe, data seed, minutes, steps, final loss, metrics);
-    the sha256 and size are added here. Returns the manifest entry.
+    the sha256 and size are added here. ``metadata`` goes into the safetensors header (a LoRA
+    adapter's rank and alpha, which diffusers reads back). Returns the manifest entry.
     """
     from safetensors.torch import save_file
 
@@ -33,7 +35,7 @@ def export_weights(name: str, module: torch.nn.Module | dict[str, torch.Tensor],
     source = module if isinstance(module, dict) else module.state_dict()
     state = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
              for k, v in source.items()}
-    save_file(state, str(weights), metadata={"name": name, "format": "pt"})
+    save_file(state, str(weights), metadata={**(metadata or {}), "name": name, "format": "pt"})
     cfg_path.write_text(json.dumps(recipe_config, indent=2, sort_keys=True) + "\n")
     manifest = registry.read_manifest(manifest_path)
     entry = dict(record)

@@ -10,6 +10,7 @@ kind                  :func:`load` returns                            ``full`` p
 ``pixel-ddpm-delta``  :class:`PixelDDPM`: its base + an fp16 delta    none shipped: fine-tune it live
 ``vae``               a diffusers ``AutoencoderKL``                   Stable Diffusion 1.4's VAE
 ``sd-pipeline``       a diffusers ``StableDiffusionPipeline``         Stable Diffusion 1.4 (or ``hub_id``)
+``sd-lora``           its base pipeline with the LoRA adapter active   none shipped: train one live
 ``clip``              :class:`~fashionlab.models.clip.CLIPBundle`     open_clip ``ViT-B-16`` (OpenAI)
 ``oracle``,           an ``nn.Module`` in eval mode                   the same shipped weights (they
 ``parser``,                                                           grade and guide Garments images)
@@ -18,7 +19,7 @@ kind                  :func:`load` returns                            ``full`` p
 ``extras-judge``
 ====================  ==============================================  ===================================
 
-A later chapter adds a kind by adding a loader to :data:`LOADERS` (a LoRA adapter, an encoder).
+A later chapter adds a kind by adding a loader to :data:`LOADERS` (an encoder, say).
 
 Offline, a ``full`` load fails at once with a message that says to use ``tiny``. Every ``full``
 path takes ``source=`` (a local folder in the hub layout) or ``pretrained=`` (a local file), which
@@ -284,8 +285,34 @@ def _load_sd(name: str, profile: str | None, device, weights_dir: Path, manifest
     return load_sd(name, profile, device, weights_dir=weights_dir, manifest_path=manifest_path, **kwargs)
 
 
-LOADERS: dict[str, Callable] = {"sd-pipeline": _load_sd, "pixel-ddpm": _load_pixel_ddpm, "clip": _load_clip, "pixel-ddpm-delta": _load_delta,
-                                "vae": _load_vae, **{kind: _load_supervised for kind in SUPERVISED_BUILDERS}}
+def load_sd_lora(name: str = "garments-sd-lora-catalog", profile: str | None = None,
+                 device: str | torch.device | None = None, weights_dir: Path = registry.WEIGHTS_DIR,
+                 manifest_path: Path = registry.MANIFEST_PATH):
+    """A shipped LoRA adapter on its base pipeline (``ZooEntry.base``): the pipeline of
+    :func:`load_sd` with the adapter loaded by diffusers' ``load_lora_weights`` (rank and alpha from
+    the file's metadata) under the adapter name ``name``, active. ``pipe.disable_lora()`` gives the
+    base model back, ``pipe.enable_lora()`` the adapter again. Tiny profile only: an adapter is
+    trained for one base model, and Stable Diffusion's is trained live with
+    :func:`fashionlab.methods.lora.train_lora` (chapter 08)."""
+    entry, profile = _entry_and_profile(name, "sd-lora", profile)
+    if profile != "tiny":
+        raise ValueError(f"zoo model {name!r} is a LoRA adapter of the tiny {entry.base!r}; under the 'full' profile "
+                         "train one on Stable Diffusion with fashionlab.methods.lora.train_lora (chapter 08) and load "
+                         "it with pipe.load_lora_weights(folder)")
+    weights = registry.verify_file(name, weights_dir, manifest_path)
+    pipe = load_sd(entry.base, "tiny", "cpu", weights_dir=weights_dir, manifest_path=manifest_path)
+    pipe.load_lora_weights(str(weights.parent), weight_name=weights.name, adapter_name=name)
+    pipe.set_adapters([name])
+    return pipe.to(config.get_device(device))
+
+
+def _load_sd_lora(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path):
+    return load_sd_lora(name, profile, device, weights_dir=weights_dir, manifest_path=manifest_path)
+
+
+LOADERS: dict[str, Callable] = {"sd-pipeline": _load_sd, "sd-lora": _load_sd_lora, "pixel-ddpm": _load_pixel_ddpm,
+                                "clip": _load_clip, "pixel-ddpm-delta": _load_delta, "vae": _load_vae,
+                                **{kind: _load_supervised for kind in SUPERVISED_BUILDERS}}
 """One loader per zoo kind: ``loader(name, profile, device, weights_dir, manifest_path, **kwargs)``."""
 
 

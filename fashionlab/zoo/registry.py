@@ -96,6 +96,16 @@ REGISTRY: dict[str, ZooEntry] = {
         "on generic captions of every style and extra (chapter 08; chapter 10 draws references with it). full: "
         "Stable Diffusion 1.4 (the weights paper 002 uses through KerasCV); pass hub_id for 1.5.",
         base="garments-vae"),
+    **{name: ZooEntry(
+        name, "sd-lora", None, None,
+        f"Chapter 08's LoRA adapter of garments-sd-base on paper 002's catalog captions ('an image of a 2011 "
+        f"Casual Fall White Men's Sweater'), {stage}: the run its sweep chose (best validation KID at epoch 20; "
+        "python -m fashionlab.experiments.ch08_lora ship). tiny only: under 'full' a Stable Diffusion adapter is "
+        "trained live with fashionlab.methods.lora.train_lora.",
+        base="garments-sd-base")
+       for name, stage in (("garments-sd-lora-catalog", "after its 20 epochs"),
+                           ("garments-sd-lora-catalog-e1", "after epoch 1 (the paper's early stage)"),
+                           ("garments-sd-lora-catalog-e11", "after epoch 11 (the paper's mid stage)"))},
 }
 
 
