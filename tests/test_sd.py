@@ -1,6 +1,8 @@
 """The latent text-to-image model of chapter 08: the converted text tower and tokenizer, the
 training losses with resume, and the pipeline assembled from zoo parts (random weights, tiny sizes)."""
 
+import json
+
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -301,6 +303,20 @@ def test_ch08_runs_resume_and_grade_every_saved_epoch(tmp_path, tiny_zoo, tiny_p
                                atol=0, rtol=0)
     with pytest.raises(ValueError, match="tiny"):
         loaders.load("garments-sd-lora-catalog", profile="full", weights_dir=weights_dir, manifest_path=manifest)
+
+
+def test_ch08_bench_runs_both_trainers_on_the_same_rows(tmp_path, tiny_zoo, tiny_profile):
+    from fashionlab.experiments import ch08_lora
+
+    weights_dir, manifest = tiny_zoo
+    load = lambda: loaders.load("garments-sd-base", device="cpu", weights_dir=weights_dir,  # noqa: E731
+                                manifest_path=manifest)
+    record = ch08_lora.run_bench(tmp_path / "bench.json", load_pipe=load, rows=6, epochs=2, window=2, progress=False)
+    assert record["steps"] == 4 and len(record["ours"]["window_losses"]) == len(record["reference"]["window_losses"]) == 2
+    assert record["agree"] == (record["max_window_gap"] <= record["tolerance"]) and record["time_ratio"] > 0
+    stored = json.loads((tmp_path / "bench.json").read_text())
+    assert stored["ours"] == record["ours"] and stored["agree"] == record["agree"]
+    assert ch08_lora.window_means([1.0, 3.0, 5.0, 7.0, 9.0], 2) == [2.0, 6.0]
 
 
 def test_ch08_sweep_is_one_factor_at_a_time():

@@ -11,6 +11,11 @@ part        what
             bootstrap CIs) of :data:`N_EVAL` generated images against the real renders of the
             same rows, on the validation rows after epochs 1, 11 and 20 and on the test rows
             after epoch 20; the base model (no LoRA) is graded the same way
+``bench``   our LoRA training (:func:`fashionlab.methods.lora.train_lora`) beside
+            :func:`reference_lora_training`, the recipe of diffusers'
+            ``train_text_to_image_lora.py`` written out plainly, on the same rows from the same
+            seed: both loss curves (means over windows of :data:`BENCH_WINDOW` steps), their
+            agreement, and seconds per step
 ==========  ==============================================================================
 
 Data (a train / validation / test split at fixed seeds, as the paper's): catalog rows of seed
@@ -43,7 +48,7 @@ from ..metrics import bootstrap_ci, frechet_distance, kernel_inception_distance,
 from ..zoo import loaders
 from . import read_results_file, results_file
 
-PARTS: tuple[str, ...] = ("runs",)
+PARTS: tuple[str, ...] = ("runs", "bench")
 TRAIN_SEED, VAL_SEED, TEST_SEED = 820, 821, 822
 N_TRAIN = 850
 """Training rows: the paper's 850 images."""
@@ -228,6 +233,98 @@ def ship(done: dict, adapters_dir: Path | None = None, weights_dir: Path | None 
     return entries
 
 
+BENCH_ROWS, BENCH_EPOCHS, BENCH_WINDOW = 300, 6, 100
+"""The bench trains on the first 300 training rows for 6 epochs (600 steps at batch 3) and compares
+the loss curves in windows of 100 steps."""
+
+
+def reference_lora_training(pipe, images: torch.Tensor, captions: list[str], cfg: lora.LoRAConfig,
+                            progress: bool = True) -> tuple[list[float], float]:
+    """LoRA training as diffusers' ``examples/text_to_image/train_text_to_image_lora.py`` does it,
+    written out plainly as an independent reference for the bench: peft ``LoraConfig(r, lora_alpha=r,
+    init_lora_weights="gaussian")`` on to_q/to_k/to_v/to_out.0; AdamW (0.9, 0.999, eps 1e-8, weight
+    decay 1e-2) at a constant rate; every step encodes its pixels with the VAE (a posterior sample
+    times the scaling factor) and its captions with the text encoder, draws t ~ U{0..T-1} and eps,
+    and takes the MSE to the scheduler's target (eps or v), gradients clipped to norm 1; fp32 (the
+    script's default precision). Returns (per-step losses, seconds)."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from ..train.latent import encode_prompts
+
+    unet, vae, scheduler = pipe.unet, pipe.vae, lora._training_scheduler(pipe.scheduler)
+    unet.requires_grad_(False)
+    unet.add_adapter(lora.lora_config(cfg))
+    params = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
+                                  eps=1e-8)
+    g = torch.Generator().manual_seed(cfg.seed)
+    losses: list[float] = []
+    steps = cfg.epochs * -(-len(images) // cfg.batch_size)
+    bar = tqdm(total=steps, desc="reference", disable=not progress)
+    start = time.time()
+    unet.train()
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(images), generator=g)
+        for first in range(0, len(images), cfg.batch_size):
+            idx = order[first:first + cfg.batch_size]
+            with torch.no_grad():
+                latents = vae.encode(images[idx]).latent_dist.sample(g) * vae.config.scaling_factor
+                states = encode_prompts(pipe.tokenizer, pipe.text_encoder, [captions[i] for i in idx])
+            noise = torch.randn(latents.shape, generator=g)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=g)
+            noisy = scheduler.add_noise(latents, noise, t)
+            target = (scheduler.get_velocity(latents, noise, t) if scheduler.config.prediction_type == "v_prediction"
+                      else noise)
+            pred = unet(noisy, t, encoder_hidden_states=states).sample
+            loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(float(loss))
+            bar.update()
+    bar.close()
+    unet.eval()
+    return losses, time.time() - start
+
+
+def window_means(values: list[float], window: int) -> list[float]:
+    """Means of consecutive ``window``-long slices (a last partial slice dropped)."""
+    return [sum(values[i:i + window]) / window for i in range(0, len(values) - window + 1, window)]
+
+
+def run_bench(out: Path, load_pipe: Callable | None = None, rows: int = BENCH_ROWS, epochs: int = BENCH_EPOCHS,
+              window: int = BENCH_WINDOW, progress: bool = True) -> dict:
+    """Our training and the reference, from the same seed on the same rows (module table)."""
+    load_pipe = load_pipe or (lambda: loaders.load("garments-sd-base", profile="tiny", device="cpu"))
+    pipe = load_pipe()
+    size = pipe.vae_scale_factor * pipe.unet.config.sample_size
+    images, captions = catalog_split(TRAIN_SEED, rows, size)
+    cfg = replace(BASE, epochs=epochs, save_epochs=())
+    ours = lora.train_lora(pipe, lora.encode_split(pipe, images, captions), cfg, log_every=1, progress=progress)
+    ref_losses, ref_seconds = reference_lora_training(load_pipe(), images, captions, cfg, progress=progress)
+    ours_w, ref_w = window_means(ours.losses, window), window_means(ref_losses, window)
+    # the noise of a window mean, from the spread of single-step losses: the curves agree when every
+    # window's gap is within 3 standard errors of a difference of two such means
+    spread = torch.tensor(ref_losses).std().item()
+    tolerance = 3 * spread * (2 / window) ** 0.5
+    gaps = [abs(a - b) for a, b in zip(ours_w, ref_w)]
+    record = {"rows": rows, "epochs": epochs, "steps": ours.steps, "window": window, "config": asdict(cfg),
+              "ours": {"window_losses": [round(v, 4) for v in ours_w], "seconds_per_step": round(ours.seconds / ours.steps, 4),
+                       "precision": "bf16 autocast" if cfg.bf16 else "fp32",
+                       "what": "latents encoded once (posterior mean and std), a posterior sample per step"},
+              "reference": {"window_losses": [round(v, 4) for v in ref_w],
+                            "seconds_per_step": round(ref_seconds / len(ref_losses), 4), "precision": "fp32",
+                            "what": "VAE and text encoder run on every step, as the example"},
+              "max_window_gap": round(max(gaps), 4), "tolerance": round(tolerance, 4),
+              "agree": max(gaps) <= tolerance,
+              "time_ratio": round(ours.seconds / ref_seconds, 3)}
+    write_json_atomic(record, out)
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fashionlab.experiments.ch08_lora", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -238,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     known = {"base", *sweep_configs()}
     if args.only is not None and args.only not in known:
         parser.error(f"--only must be one of {sorted(known)}")
+    if args.part == "bench":
+        record = run_bench(results_path("bench"))
+        print(f"loss curves agree: {record['agree']} (largest window gap {record['max_window_gap']}, tolerance "
+              f"{record['tolerance']}); time ratio ours / reference {record['time_ratio']}")
+        return 0
     if args.part == "ship":
         for zoo_name, entry in ship(read_results("runs")).items():
             print(f"shipped {zoo_name}: run {entry['run']}, epoch {entry['epoch']}, {entry['bytes'] / 1e3:.0f} kB")
