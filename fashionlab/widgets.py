@@ -1,7 +1,8 @@
 """Interactive editors for the notebooks (ipywidgets). They call the package's methods and hold
 no method logic of their own.
 
-Chapter: "Mask-free, classifier-guided fashion attribute editing" (the guided editor).
+Chapters: "Mask-free, classifier-guided fashion attribute editing" (the guided editor) and
+"Stable Diffusion and LoRA" (the prompt box).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from .data import garments
 from .data.transforms import to_tensor
 from .methods.guided_edit import GuidedEditConfig, guided_edit
+from .methods.text_to_image import generate
 from .viz import heatmap, image_grid
 
 
@@ -87,4 +89,66 @@ def guided_editor(denoiser, alphas_cumprod: torch.Tensor, classifier, perceptual
     box = W.VBox([garment, W.HBox([first, second]), W.HBox([strength, depth]), W.HBox([steps, background]), run,
                   output])
     box.state = state  # the last edit (or message), for scripts and tests
+    return box
+
+
+def has_lora(pipe) -> bool:
+    """Whether ``pipe``'s UNet carries a LoRA adapter."""
+    return bool(getattr(pipe.unet, "peft_config", None))
+
+
+def prompt_figure(pipe, prompt: str, seed: int = 0, steps: int = 25, guidance: float = 4.0, lora: bool = True,
+                  n: int = 4):
+    """What the prompt box runs on *Generate*: ``n`` images of ``prompt`` (seeds ``seed`` ..
+    ``seed + n - 1``) with the pipeline's LoRA adapter on or off (``lora``; ignored without an
+    adapter), as one figure. Returns (images in [-1, 1], figure). The adapter is left on."""
+    if lora and not has_lora(pipe):
+        raise ValueError("lora=True but the pipeline has no LoRA adapter; load one (zoo.load('garments-sd-lora-"
+                         "catalog') or pipe.load_lora_weights(folder)) or pass lora=False")
+    if has_lora(pipe):
+        pipe.enable_lora() if lora else pipe.disable_lora()
+    try:
+        images = generate(pipe, [prompt] * n, seed=seed, steps=steps, guidance=guidance)
+    finally:
+        if has_lora(pipe):
+            pipe.enable_lora()
+    fig = image_grid(list(images.cpu()), ncols=n, cell=1.6, titles=[f"seed {seed + i}" for i in range(n)])
+    return images, fig
+
+
+def prompt_box(pipe, prompt: str = "an image of a 2012 Casual Summer Blue Women's Dress", n: int = 4):
+    """The chapter 08 tool: a prompt, a seed, DDIM steps, the guidance scale and (if ``pipe`` has a
+    LoRA adapter) the adapter on or off; *Generate* draws ``n`` images. Bad values (an empty
+    prompt) print the library's message. Returns the widget box (display it as a cell's last
+    value); ``box.state`` holds the last images or message."""
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    text = W.Text(value=prompt, description="prompt", layout=W.Layout(width="560px"))
+    seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed")
+    steps = W.IntSlider(value=25, min=1, max=100, description="steps")
+    guidance = W.FloatSlider(value=4.0, min=1.0, max=12.0, step=0.5, description="guidance")
+    lora = W.Checkbox(value=has_lora(pipe), disabled=not has_lora(pipe), description="LoRA adapter")
+    run = W.Button(description="Generate", button_style="primary")
+    output = W.Output()
+    state: dict = {"images": None, "message": ""}
+
+    def on_click(_):
+        output.clear_output(wait=True)
+        state.update(images=None, message="")
+        with output:
+            try:
+                images, fig = prompt_figure(pipe, text.value, seed.value, steps.value, guidance.value, lora.value, n)
+            except ValueError as err:  # an empty prompt, say
+                state["message"] = str(err)
+                print(err)
+                return
+            state["images"] = images
+            display(fig)
+            plt.close(fig)
+
+    run.on_click(on_click)
+    box = W.VBox([text, W.HBox([seed, steps]), W.HBox([guidance, lora]), run, output])
+    box.state = state
     return box

@@ -340,3 +340,41 @@ def test_full_vae_loader_reads_the_stable_diffusion_layout(tmp_path, full_profil
         torch.testing.assert_close(loaded.encode(x).latent_dist.mean, vae.encode(x).latent_dist.mean)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         loaders.load_vae("garments-vae", source=tmp_path / "missing", device="cpu")
+
+
+def test_prompt_box_generates_switches_the_adapter_and_reports_errors(tiny_zoo, tiny_profile):
+    import matplotlib
+
+    from fashionlab.methods import lora
+    from fashionlab.widgets import prompt_box, prompt_figure
+
+    matplotlib.use("Agg")
+    weights_dir, manifest = tiny_zoo
+    load = lambda: loaders.load("garments-sd-base", device="cpu", weights_dir=weights_dir,  # noqa: E731
+                                manifest_path=manifest)
+    base = load()
+    box = prompt_box(base, n=2)
+    text, (seed, steps), (_, switch), run = box.children[0], box.children[1].children, box.children[2].children, \
+        box.children[3]
+    assert switch.disabled and not switch.value  # no adapter to switch
+    steps.value, seed.value = 2, 5
+    run.click()
+    assert box.state["images"].shape == (2, 3, 32, 32) and box.state["message"] == ""
+    torch.testing.assert_close(box.state["images"][1:], generate(base, text.value, seed=6, steps=2), atol=1e-5, rtol=0)
+    text.value = "  "
+    run.click()
+    assert box.state["images"] is None and "empty" in box.state["message"]
+    with pytest.raises(ValueError, match="no LoRA adapter"):
+        prompt_figure(base, "a dress", lora=True)
+
+    adapted = load()
+    lora.add_lora(adapted.unet, lora.LoRAConfig(rank=2))
+    with torch.no_grad():  # B starts at zero; make the adapter do something
+        for name, p in adapted.unet.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.05)
+    on, _ = prompt_figure(adapted, "a dress", steps=2, n=1, lora=True)
+    off, _ = prompt_figure(adapted, "a dress", steps=2, n=1, lora=False)
+    torch.testing.assert_close(off, generate(base, "a dress", seed=0, steps=2), atol=1e-6, rtol=0)
+    assert (on - off).abs().max() > 1e-3
+    torch.testing.assert_close(prompt_figure(adapted, "a dress", steps=2, n=1)[0], on, atol=0, rtol=0)  # left on
