@@ -304,6 +304,16 @@ def test_ch08_runs_resume_and_grade_every_saved_epoch(tmp_path, tiny_zoo, tiny_p
     with pytest.raises(ValueError, match="tiny"):
         loaders.load("garments-sd-lora-catalog", profile="full", weights_dir=weights_dir, manifest_path=manifest)
 
+    # the compare part grades base and adapter on the same test rows, and FID on 3-image triplets
+    record = ch08_lora.run_compare(tmp_path / "compare.json", load_base=load, n_eval=6, n_triplets=4,
+                                   load_lora=lambda: loaders.load("garments-sd-lora-catalog", device="cpu",
+                                                                  weights_dir=weights_dir, manifest_path=manifest))
+    assert set(record["models"]) == {"base, catalog captions", "base, its own captions", "LoRA, catalog captions"}
+    for row in record["models"].values():
+        value, low, high = row["category_accuracy"]
+        assert 0 <= low <= value <= high <= 1 and set(row) >= {"single_garment_rate", "kid", "fid"}
+    assert len(record["fid3"]["base, catalog captions"]) == 4
+
 
 def test_ch08_bench_runs_both_trainers_on_the_same_rows(tmp_path, tiny_zoo, tiny_profile):
     from fashionlab.experiments import ch08_lora

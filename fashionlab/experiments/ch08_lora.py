@@ -16,6 +16,11 @@ part        what
             ``train_text_to_image_lora.py`` written out plainly, on the same rows from the same
             seed: both loss curves (means over windows of :data:`BENCH_WINDOW` steps), their
             agreement, and seconds per step
+``compare`` the base model against the shipped adapter on the :data:`N_EVAL` test rows: the
+            oracle's accuracy on the category and colour the catalog caption names, the
+            single-garment rate and KID / FID, with CIs; the base also in its own caption
+            format (the fairer baseline); and FID on random prompt-matched triplets, as the
+            paper computed it on 3 images, beside the 500-image numbers
 ==========  ==============================================================================
 
 Data (a train / validation / test split at fixed seeds, as the paper's): catalog rows of seed
@@ -41,14 +46,15 @@ import torch
 
 from ..config import training_dir, write_json_atomic
 from ..data import catalog
-from ..data.garments import render_batch, spec_for
+from ..data.garments import BACKGROUNDS, SCHEMA, caption, render_batch, spec_for
 from ..methods import lora
 from ..methods.text_to_image import generate
-from ..metrics import bootstrap_ci, frechet_distance, kernel_inception_distance, oracle_features
+from ..metrics import (bootstrap_ci, frechet_distance, kernel_inception_distance, mean_ci, oracle_features,
+                       single_region_rate)
 from ..zoo import loaders
 from . import read_results_file, results_file
 
-PARTS: tuple[str, ...] = ("runs", "bench")
+PARTS: tuple[str, ...] = ("runs", "bench", "compare")
 TRAIN_SEED, VAL_SEED, TEST_SEED = 820, 821, 822
 N_TRAIN = 850
 """Training rows: the paper's 850 images."""
@@ -117,6 +123,11 @@ def grade(pipe, prompts: list[str], real_features: torch.Tensor, features: Calla
     """FID and KID of images generated for ``prompts`` against ``real_features``, each with a 95 %
     bootstrap interval (both sets resampled)."""
     fake = features(generate(pipe, prompts, seed=seed, steps=EVAL_STEPS, guidance=EVAL_GUIDANCE))
+    return grade_features(fake, real_features, rounds)
+
+
+def grade_features(fake: torch.Tensor, real_features: torch.Tensor, rounds: int = 100) -> dict:
+    """FID and KID of two feature sets, each as [value, low, high] (95 % bootstrap interval)."""
     g = torch.Generator().manual_seed(0)
     fid = bootstrap_ci(frechet_distance, fake, real_features, rounds=rounds, generator=g)
     kid = bootstrap_ci(lambda a, b: kernel_inception_distance(a, b, subsets=5, subset_size=min(len(a), 200),
@@ -325,6 +336,55 @@ def run_bench(out: Path, load_pipe: Callable | None = None, rows: int = BENCH_RO
     return record
 
 
+N_TRIPLETS = 1000
+"""Random prompt-matched triplets of the 3-image FID study."""
+
+
+def own_captions(seed: int, n: int) -> list[str]:
+    """The base model's own caption format for the same rows (caption template 1, as its card's
+    grades use): the fairer baseline's prompts."""
+    return [caption(spec_for(seed, i), 1) for i in range(n)]
+
+
+def run_compare(out: Path, load_base: Callable | None = None, load_lora: Callable | None = None,
+                n_eval: int = N_EVAL, n_triplets: int = N_TRIPLETS) -> dict:
+    """The ``compare`` part (module table). ``load_lora`` (default: the zoo's
+    ``garments-sd-lora-catalog``) gives the adapted pipeline."""
+    load_base = load_base or (lambda: loaders.load("garments-sd-base", profile="tiny", device="cpu"))
+    load_lora = load_lora or (lambda: loaders.load(SHIPPED[BASE.epochs], profile="tiny", device="cpu"))
+    oracle = loaders.load("garments-oracle", device="cpu")
+    features = oracle_features(oracle)
+    base = load_base()
+    size = base.vae_scale_factor * base.unet.config.sample_size
+    real, prompts = catalog_split(TEST_SEED, n_eval, size)
+    specs = [spec_for(TEST_SEED, i) for i in range(n_eval)]
+    truth = {key: torch.tensor([SCHEMA[key].index(getattr(spec, key)) for spec in specs]) for key in ("category", "colour")}
+    real_features = features(real)
+    models = {"base, catalog captions": (base, prompts), "base, its own captions": (base, own_captions(TEST_SEED, n_eval)),
+              "LoRA, catalog captions": (load_lora(), prompts)}
+    record: dict = {"n": n_eval, "eval": f"DDIM {EVAL_STEPS} steps, guidance {EVAL_GUIDANCE}",
+                    "rows": f"the first {n_eval} catalog rows of seed {TEST_SEED}", "models": {}}
+    fakes = {}
+    for name, (pipe, texts) in models.items():
+        images = generate(pipe, texts, seed=0, steps=EVAL_STEPS, guidance=EVAL_GUIDANCE)
+        logits = oracle(images)
+        g = torch.Generator().manual_seed(0)
+        row = {f"{key}_accuracy": [round(v, 4) for v in mean_ci((logits[key].argmax(1) == truth[key]).double(),
+                                                                generator=g)] for key in truth}
+        _, single = single_region_rate(images, BACKGROUNDS["photo"])
+        row["single_garment_rate"] = [round(v, 4) for v in mean_ci(single.double(), generator=g)]
+        fakes[name] = features(images)
+        row.update(grade_features(fakes[name], real_features))
+        record["models"][name] = row
+    g = torch.Generator().manual_seed(0)
+    triplets = [torch.randperm(n_eval, generator=g)[:3] for _ in range(n_triplets)]
+    fid3 = {name: [round(frechet_distance(fakes[name][t], real_features[t]), 2) for t in triplets]
+            for name in ("base, catalog captions", "LoRA, catalog captions")}
+    record["fid3"] = fid3
+    write_json_atomic(record, out)
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fashionlab.experiments.ch08_lora", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -335,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     known = {"base", *sweep_configs()}
     if args.only is not None and args.only not in known:
         parser.error(f"--only must be one of {sorted(known)}")
+    if args.part == "compare":
+        record = run_compare(results_path("compare"))
+        for name, row in record["models"].items():
+            print(f"{name}: category {row['category_accuracy'][0]:.3f}, KID {row['kid'][0]:.4f}")
+        return 0
     if args.part == "bench":
         record = run_bench(results_path("bench"))
         print(f"loss curves agree: {record['agree']} (largest window gap {record['max_window_gap']}, tolerance "
