@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test unit nbval nbval-portable sync-check book nb notebooks clean
+.PHONY: install test unit nbval nbval-portable sync-check book linkcheck nb notebooks clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ sync-check: $(STAMP)
 
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# The book's external links (needs the network; the weekly scheduled workflow runs it).
+linkcheck: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --builder linkcheck
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q

@@ -1,0 +1,57 @@
+"""The publishing files: the workflows parse and call Make targets that exist; the licence and
+citation metadata agree with pyproject.toml."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def make_targets() -> set[str]:
+    return set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(), flags=re.M))
+
+
+def workflow(name: str) -> dict:
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the bare key `on` as a boolean
+    return data
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "pages.yml", "scheduled.yml"])
+def test_workflows_parse_and_call_existing_make_targets(name):
+    data = workflow(name)
+    assert data["on"] and data["jobs"]
+    targets = make_targets()
+    called = []
+    for job in data["jobs"].values():
+        for step in job.get("steps", []):
+            called += re.findall(r"\bmake ([\w-]+)", step.get("run", ""))
+            if step.get("uses", "").startswith("actions/setup-python"):
+                assert step["with"]["python-version"] == "3.11"
+                assert step["with"].get("cache-dependency-path") == "requirements.txt"
+    assert set(called) <= targets, f"{name} calls Make targets that do not exist: {set(called) - targets}"
+    if name != "pages.yml":
+        assert "test" in called
+
+
+def test_ci_runs_on_push_and_pull_request_and_pages_deploys_the_built_book():
+    assert {"push", "pull_request"} <= set(workflow("ci.yml")["on"])
+    pages = workflow("pages.yml")
+    uploads = [s for s in pages["jobs"]["build"]["steps"] if s.get("uses", "").startswith("actions/upload-pages")]
+    assert uploads and uploads[0]["with"]["path"] == "_build/html"
+    assert "schedule" in workflow("scheduled.yml")["on"]
+
+
+def test_licence_and_citation_agree_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["license"] == "MIT" and citation["version"] == project["version"]
+    assert citation["cff-version"] == "1.2.0" and citation["authors"]
+    assert "## [Unreleased]" in (ROOT / "CHANGELOG.md").read_text()
