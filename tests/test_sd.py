@@ -208,6 +208,9 @@ def test_lora_trains_saves_and_loads_back_exactly(tmp_path, tiny_zoo, tiny_profi
     base.enable_lora()
     base.set_adapters(["catalog"], adapter_weights=[0.0])
     torch.testing.assert_close(generate(base, prompt, steps=3), before, atol=1e-5, rtol=0)
+    # a run is repeatable: A's initialisation and every draw come from cfg.seed
+    again = lora.train_lora(load(), train, cfg, validation=val, progress=False)
+    assert again.losses == run.losses and again.validation == run.validation
 
 
 def test_validation_loss_is_the_same_draw_every_call(tiny_zoo, tiny_profile):

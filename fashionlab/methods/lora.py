@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import seeded
 from ..models.clip import check_prompts
 from ..train.latent import encode_prompts, ldm_loss
 from ..train.loop import OptimConfig, backward_step, build_optimizer, fit, make_accelerator
@@ -189,11 +190,13 @@ def train_lora(pipe, train: CaptionedLatents, cfg: LoRAConfig, workdir: str | Pa
     ``ceil(N / batch_size)`` steps, each epoch a fresh permutation drawn from ``cfg.seed`` (its last
     batch may be smaller). With ``validation``, :func:`validation_loss` before training and after
     every epoch. With ``workdir``, the adapter is saved in diffusers' format after each epoch of
-    ``cfg.save_epochs`` (``workdir/epoch-<k>``). The pipeline's UNet keeps the trained adapter,
-    active, in eval mode."""
+    ``cfg.save_epochs`` (``workdir/epoch-<k>``). A's Gaussian initialisation is drawn from
+    ``cfg.seed`` too, so a run is repeatable. The pipeline's UNet keeps the trained adapter, active,
+    in eval mode."""
     unet, scheduler = pipe.unet, pipe.scheduler
     noise_scheduler = _training_scheduler(scheduler)
-    trainable = add_lora(unet, cfg)
+    with seeded(cfg.seed):  # peft draws A's Gaussian init from the global RNG
+        trainable = add_lora(unet, cfg)
     params = [p for p in unet.parameters() if p.requires_grad]
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
