@@ -41,7 +41,7 @@
 # in its own caption format, which is the fair comparison for what LoRA adds.
 #
 # **What this chapter tests.** The paper's claims, each with its own numbers, are checked in the
-# table at the end: LoRA improves on the base model (FID 478.6 → 284.6); rank 4, batch size 3 and
+# table at the end: LoRA improves on the base model (the paper reports FID 478.6 → 284.6); rank 4, batch size 3 and
 # learning rate 5e-5 are the best of the values tried (its Figs. 7-9); quality improves from epoch 1
 # to 11 to 20 (its Fig. 10); the validation loss is too unstable to choose by (its Fig. 12); and,
 # implicitly, that FID on 3 images can rank models, since the paper chose by it. Where we deviate:
@@ -143,7 +143,7 @@ print(f"converted tower vs open_clip, pooled feature: max |difference| < 1e-5: {
 # scheduler was trained for: here $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,z_0$
 # (Stable Diffusion 2's choice; 1.x predicts $\epsilon$; chapter 02 shows why our tiny models
 # predict $v$). The forward process is Stable Diffusion 1.x's "scaled linear" schedule,
-# $\beta_t$ from 0.00085 to 0.012, whose last $\bar\alpha_T \approx 0.005$ never quite reaches pure noise.
+# $\beta_t$ from 0.00085 to 0.012, whose last $\bar\alpha_T$ (printed below) never quite reaches pure noise.
 
 # %%
 unet = pipe.unet
@@ -465,7 +465,7 @@ print(f"chosen run: validation loss {val_curve[0]:.4f} (base) -> {val_curve[-1]:
 # ## 5. Early, mid and late (the paper's Figs. 10-11)
 #
 # The paper shows its best model after 1, 11 and 20 epochs on its three FID test prompts, with FIDs
-# of 452.5, 293.9 and 284.6, and a second model after epochs 2 and 10. We ship the chosen run's
+# it reports as 452.5, 293.9 and 284.6, and a second model after epochs 2 and 10. We ship the chosen run's
 # adapters after epochs 1, 11 and 20 in the zoo (`garments-sd-lora-catalog-e1`, `-e11` and
 # `garments-sd-lora-catalog`), and every run was graded at those epochs:
 
@@ -525,7 +525,7 @@ pd.DataFrame(stage_rows).set_index("stage")
 # The paper computed every FID on three generated images against three real ones: "a constrained
 # number of images", in its own words. With three samples in a feature space of hundreds of
 # dimensions the covariance has rank two, and the number mostly reflects *which* three. The paper's
-# own figures show it: the same configuration (rank 4, lr 5e-5, batch 3) is reported at 325.4
+# own figures show it: the paper reports the same configuration (rank 4, lr 5e-5, batch 3) at 325.4
 # (Fig. 7), 425.1 (Fig. 8) and 284.6 (Fig. 10). We drew 1000 random triplets of test rows and
 # computed the 3-image FID of the base model and of the shipped adapter on each, from the 500
 # images per model of the `compare` part:
@@ -551,7 +551,8 @@ print(f"500 images: KID base {format_ci(*kid_base, 2)}, LoRA {format_ci(*kid_lor
 print(f"the 3-image FID ranks LoRA above the base on {lora_wins:.0%} of triplets")
 
 # %% [markdown]
-# On 500 images the two models' intervals tell them apart; on three, the adapter wins only
+# On 500 images FID puts the base at {glue:text}`ch08_fid_base_cat` and the adapter at
+# {glue:text}`ch08_fid_lora` (KID's intervals overlap, section 7); on three, the adapter wins only
 # {glue:text}`ch08_fid3_lora_wins` of the draws. A choice between *two LoRA settings*, whose
 # differences are far smaller than the base-to-LoRA gap, cannot be made this way.
 #
