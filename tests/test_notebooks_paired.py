@@ -27,3 +27,6 @@ def test_paired_and_in_sync(source):
     assert actual == expected, f"{source.name} and {ipynb.name} differ; run `make nb NB={source}`"
     assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code" and c.source.strip()), \
         f"{ipynb.name} has unexecuted code cells; run `make nb NB={source}`"
+    kernel = nb.metadata.get("kernelspec", {})
+    assert kernel.get("name") == "python3" and kernel.get("language") == "python", \
+        f"{ipynb.name} needs the kernelspec the Makefile installs (name python3); add it to {source.name}'s header"

@@ -55,3 +55,20 @@ def test_licence_and_citation_agree_with_pyproject():
     assert citation["license"] == "MIT" and citation["version"] == project["version"]
     assert citation["cff-version"] == "1.2.0" and citation["authors"]
     assert "## [Unreleased]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_the_repository_address_is_one_address():
+    """_config.yml holds it; pyproject's URLs, the citation, setup.md's install line and every chapter
+    that names the repository agree with it, and the issues button (errata) is on."""
+    book = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url = book["repository"]["url"].rstrip("/")
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url), url
+    assert book["html"]["use_issues_button"] and book["html"]["use_repository_button"]
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Repository"] == url and urls["Homepage"] == url and urls["Issues"] == f"{url}/issues"
+    assert yaml.safe_load((ROOT / "CITATION.cff").read_text())["repository-code"] == url
+    assert f"git+{url}" in (ROOT / "book" / "setup.md").read_text()
+    pages = [*(ROOT / "book").glob("*.md"), *(ROOT / "notebooks").glob("*.py"), ROOT / "README.md"]
+    for page in pages:
+        for found in re.findall(r"https://github\.com/fashionlab/[\w.-]+", page.read_text()):
+            assert found == url, f"{page.name} names {found}, not {url}"
