@@ -292,13 +292,50 @@ def attribute_success(predicted: torch.Tensor, targets: dict[str, int], attribut
 def attribute_consistency(predicted: torch.Tensor, source_labels: torch.Tensor, edited_attributes: Sequence[str],
                           attributes: tuple[str, ...]) -> torch.Tensor:
     """(B,) share of the *other* attributes (those not edited, applicable to the source) whose
-    predicted class on the edited image equals the source's label (thesis Table 1)."""
+    predicted class on the edited image equals the source's label: paper 000's per-image
+    consistency. The thesis's Table 1 is per *attribute*, over images: :func:`unchanged_share`."""
     if predicted.shape != source_labels.shape:
         raise ValueError(f"predicted and source_labels must match, got {tuple(predicted.shape)}, {tuple(source_labels.shape)}")
     keep = torch.tensor([a not in edited_attributes for a in attributes])
     valid = (source_labels >= 0) & keep
     same = (predicted == source_labels) & valid
     return same.sum(dim=1).float() / valid.sum(dim=1).clamp(min=1).float()
+
+
+def unchanged_share(predicted_source: torch.Tensor, predicted_edited: torch.Tensor, valid: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """(A,) per attribute (column), the share of images whose predicted class did *not* change
+    from source to edit: the thesis's Table 1 "accuracy", target attribute included (low is good
+    for the target, high for the rest). ``valid`` (B, A) bool leaves out inapplicable entries;
+    an attribute with no valid image gets NaN."""
+    if predicted_source.shape != predicted_edited.shape or predicted_source.dim() != 2:
+        raise ValueError(f"predicted_source and predicted_edited must be matching (B, A) tensors, got "
+                         f"{tuple(predicted_source.shape)}, {tuple(predicted_edited.shape)}")
+    valid = torch.ones_like(predicted_source, dtype=torch.bool) if valid is None else valid
+    if valid.shape != predicted_source.shape:
+        raise ValueError(f"valid must be (B, A) like the predictions, got {tuple(valid.shape)}")
+    same = ((predicted_source == predicted_edited) & valid).sum(dim=0).double()
+    count = valid.sum(dim=0).double()
+    return torch.where(count > 0, same / count.clamp(min=1), torch.full_like(same, float("nan")))
+
+
+def noise_statistics(x: torch.Tensor) -> dict[str, float]:
+    """How Gaussian a latent x_T (B, C, H, W) looks (thesis appendix B): its std, excess kurtosis
+    (0 for a Gaussian) and the mean correlation of horizontally and vertically adjacent values
+    (0 for white noise), pooled over the batch."""
+    if x.dim() != 4:
+        raise ValueError(f"x must be (B, C, H, W), got {tuple(x.shape)}")
+    x = x.double()
+    centred = x - x.mean()
+    std = centred.std()
+    kurtosis = (centred.pow(4).mean() / centred.pow(2).mean().pow(2)) - 3
+
+    def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+        a, b = a.flatten() - a.mean(), b.flatten() - b.mean()
+        return float((a * b).sum() / (a.norm() * b.norm()))
+
+    lag = (corr(x[..., :, 1:], x[..., :, :-1]) + corr(x[..., 1:, :], x[..., :-1, :])) / 2
+    return {"std": float(std), "excess_kurtosis": float(kurtosis), "neighbour_correlation": lag}
 
 
 def target_logit_change(logits_source: dict[str, torch.Tensor], logits_edited: dict[str, torch.Tensor],

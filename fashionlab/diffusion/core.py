@@ -90,11 +90,13 @@ class LatentDenoiser:
     """eps_theta for a latent ``UNet2DConditionModel`` conditioned on text embeddings.
 
     With ``uncond_embeddings`` and ``guidance_scale`` != 1 it applies classifier-free guidance:
-    eps = eps_uncond + w (eps_cond - eps_uncond) (Ho & Salimans, 2022).
+    eps = eps_uncond + w (eps_cond - eps_uncond) (Ho & Salimans, 2022). With ``scheduler``, a
+    v-predicting model's output is turned into eps as :class:`PixelDenoiser` does.
     """
 
     def __init__(self, unet: torch.nn.Module, text_embeddings: torch.Tensor,
-                 uncond_embeddings: torch.Tensor | None = None, guidance_scale: float = 1.0) -> None:
+                 uncond_embeddings: torch.Tensor | None = None, guidance_scale: float = 1.0,
+                 scheduler=None) -> None:
         if text_embeddings.dim() != 3:
             raise ValueError(f"text_embeddings must be (B, L, D), got {tuple(text_embeddings.shape)}")
         if guidance_scale != 1.0 and uncond_embeddings is None:
@@ -103,17 +105,31 @@ class LatentDenoiser:
         self.text_embeddings = text_embeddings
         self.uncond_embeddings = uncond_embeddings
         self.guidance_scale = guidance_scale
+        self.prediction_type = "epsilon" if scheduler is None else scheduler.config.prediction_type
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"scheduler prediction_type must be one of {PREDICTION_TYPES}, "
+                             f"got {self.prediction_type!r}")
+        self.alphas_cumprod = None if scheduler is None else scheduler.alphas_cumprod
+
+    def _eps(self, out: torch.Tensor, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        if self.prediction_type != "v_prediction":
+            return out
+        alpha_bar_t = alpha_bar_at(self.alphas_cumprod, int(t)).to(device=x_t.device, dtype=x_t.dtype)
+        return alpha_bar_t.sqrt() * out + (1 - alpha_bar_t).sqrt() * x_t
 
     def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
         batch = x_t.shape[0]
+        if self.text_embeddings.shape[0] not in (1, batch):
+            raise ValueError(f"text_embeddings hold {self.text_embeddings.shape[0]} prompts for a batch of {batch} "
+                             "latents: give one prompt, or one per latent")
         cond = self.text_embeddings.expand(batch, -1, -1) if self.text_embeddings.shape[0] == 1 else self.text_embeddings
         timestep = torch.full((batch,), int(t), device=x_t.device, dtype=torch.long)
         if self.guidance_scale == 1.0:
-            return self.unet(x_t, timestep, encoder_hidden_states=cond).sample
+            return self._eps(self.unet(x_t, timestep, encoder_hidden_states=cond).sample, x_t, t)
         uncond = self.uncond_embeddings.expand(batch, -1, -1) if self.uncond_embeddings.shape[0] == 1 else self.uncond_embeddings
         eps_both = self.unet(torch.cat([x_t, x_t]), torch.cat([timestep, timestep]),
                              encoder_hidden_states=torch.cat([uncond, cond])).sample
-        eps_uncond, eps_cond = eps_both.chunk(2)
+        eps_uncond, eps_cond = self._eps(eps_both, torch.cat([x_t, x_t]), t).chunk(2)
         return eps_uncond + self.guidance_scale * (eps_cond - eps_uncond)
 
 

@@ -164,6 +164,13 @@ class GuidedOutput:
     """P_t at every step, top first (if requested)."""
     losses: list[float] = field(default_factory=list)
     """loss_fn(P_t) at every guided step (mean over the batch)."""
+    nudges: list[float] = field(default_factory=list)
+    """At every guided step, the mean over the batch of the L2 norm of what guidance moved
+    x_{t-1} by (for ``universal``, the eps change times its coefficient in the step)."""
+
+
+def _mean_norm(delta: torch.Tensor) -> float:
+    return float(delta.flatten(1).norm(dim=1).mean())
 
 
 def guided_sample(
@@ -180,12 +187,15 @@ def guided_sample(
     sigmas: Sequence[float] | None = None,
     return_trajectory: bool = False,
     progress: bool = False,
+    clip_x0: bool = False,
 ) -> GuidedOutput:
     """Reverse process from ``x_t`` (at ``grid[-1]``) with ``guidance`` on its guided steps.
 
     ``mask`` (broadcastable to x) multiplies the gradient; ``noises``/``sigmas`` replay explicit
-    z_t (edit-friendly inversion; ``z_nudge`` edits those). With ``strength=0`` the result equals
-    :func:`fashionlab.diffusion.core.sample` bit for bit.
+    z_t (edit-friendly inversion; ``z_nudge`` edits those). ``clip_x0`` clips the P_t of each step
+    to [-1, 1] (diffusers' ``clip_sample``); the guidance functions still see the unclipped P_t,
+    whose gradient a clamp would zero. With ``strength=0`` the result equals
+    :func:`fashionlab.diffusion.core.sample` (same ``clip_x0``) bit for bit.
     """
     grid = _check_grid(grid, len(alphas_cumprod))
     n_steps = len(grid) - 1
@@ -199,12 +209,14 @@ def guided_sample(
         raise ValueError("mode='z_nudge' nudges replayed noise: pass noises (and sigmas) from edit-friendly inversion")
     if mask is not None and mask.shape[-2:] != x_t.shape[-2:]:
         raise ValueError(f"mask must match the image size {tuple(x_t.shape[-2:])}, got {tuple(mask.shape)}")
-    if guidance.extra_steps and (noises is not None or sigmas is not None):
-        raise ValueError("extra_steps changes the grid, so it cannot be combined with explicit noises/sigmas")
+    if guidance.extra_steps and sigmas is not None:
+        raise ValueError("extra_steps changes the grid, so it cannot be combined with explicit sigmas "
+                         "(explicit noises must then cover the refined grid)")
     grid = refine_tail(grid, step_stop, guidance.extra_steps)
     steps = reverse_pairs(grid)
     if noises is not None and len(noises) != len(steps):
-        raise ValueError(f"noises must have one entry per step ({len(steps)}), got {len(noises)}")
+        raise ValueError(f"noises must have one entry per step ({len(steps)}"
+                         f"{', after extra_steps' if guidance.extra_steps else ''}), got {len(noises)}")
     strength, mode = guidance.strength, guidance.mode
 
     out = GuidedOutput(x_t, grid)
@@ -223,9 +235,18 @@ def guided_sample(
                 if mask is not None:
                     grad = grad * mask
                 if mode == "universal":
-                    eps = universal_eps(eps, grad, alpha_bar_t, strength)
+                    guided_eps = universal_eps(eps, grad, alpha_bar_t, strength)
+                    coefficient = ((1 - alpha_bar_prev - sigma**2).clamp(min=0).sqrt()
+                                   - alpha_bar_prev.sqrt() * (1 - alpha_bar_t).sqrt() / alpha_bar_t.sqrt())
+                    out.nudges.append(_mean_norm(coefficient * (guided_eps - eps)))
+                    eps = guided_eps
+                elif mode == "z_nudge":
+                    out.nudges.append(_mean_norm(sigma * strength * grad * alpha_bar_t**2))
+                elif mode == "mean_shift":
+                    out.nudges.append(_mean_norm(strength * sigma**2 * grad))
                 z = z_nudge(noise, grad, alpha_bar_t, strength) if mode == "z_nudge" else noise
-                step = ddim_step(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise=z, generator=generator, sigma=sigma)
+                step = ddim_step(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise=z, generator=generator, sigma=sigma,
+                                 clip_x0=clip_x0)
                 x_prev = step.x_next
                 if mode == "mean_shift":
                     x_prev = mean_shift(x_prev, grad, sigma, strength)
@@ -233,7 +254,7 @@ def guided_sample(
                 with torch.no_grad():
                     eps = denoiser(x_t, t)
                 step = ddim_step(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise=noise, generator=generator,
-                                 sigma=sigma)
+                                 sigma=sigma, clip_x0=clip_x0)
                 x_prev = step.x_next
                 if guided:  # mode == "nudge"
                     _, grad, loss = loss_gradient(loss_fn, x_prev, t_prev, denoiser, alpha_bar_prev,
@@ -241,6 +262,7 @@ def guided_sample(
                     out.losses.append(float(loss.mean()))
                     if mask is not None:
                         grad = grad * mask
+                    out.nudges.append(_mean_norm(strength * grad * alpha_bar_t**2))
                     x_prev = nudge(x_prev, grad, alpha_bar_t, strength)
         if return_trajectory:
             out.x0_preds.append(step.x0_pred.detach())

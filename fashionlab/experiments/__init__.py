@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import config
+from ..config import write_json_atomic
 
 
 def results_file(chapter: str, part: str, parts: Sequence[str]) -> Path:
@@ -22,3 +23,19 @@ def read_results_file(path: Path, module: str, part: str) -> dict:
         command = f"python -m fashionlab.experiments.{module}" + (f" {part}" if part else "")
         raise FileNotFoundError(f"no results file at {path}; run {command}")
     return json.loads(path.read_text())
+
+
+def start_results_file(out: Path, meta: dict, records_key: str = "records") -> dict:
+    """A resumable results file: write ``meta`` and an empty ``records_key`` dict into a new ``out``,
+    or check that an existing one was made with the same ``meta`` (its other records, such as its
+    batches, are not settings). Returns the file's content."""
+    if out.is_file():
+        stored = json.loads(out.read_text())
+        held = {k: stored.get(k) for k in meta}
+        if held != meta:
+            raise ValueError(f"{out} was made with other settings ({held}); delete it or use another file")
+        return stored
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {**meta, records_key: {}}
+    write_json_atomic(data, out)
+    return data

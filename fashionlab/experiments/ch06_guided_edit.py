@@ -39,7 +39,7 @@ from ..metrics import OraclePerceptual, ViTPerceptual
 from ..train.attrnet import N_TEST, N_TRAIN, TRAIN_SEED, VAL_SEED, AttrNetTrainConfig, Variant
 from ..zoo import loaders
 from ..zoo.recipes import train_variant
-from . import read_results_file, results_file
+from . import read_results_file, results_file, start_results_file
 
 PARTS: tuple[str, ...] = ("main", "confirm", "sweep", "classifiers")
 MAIN_SEED, CONFIRM_SEED, SWEEP_SEED, CLASSIFIER_SEED = 610, 620, 603, 604
@@ -129,24 +129,11 @@ def edit_methods(denoiser: Denoiser, alphas_cumprod: torch.Tensor, classifier: t
             "Blended Diffusion": blended_diffusion}
 
 
-def _start_file(out: Path, meta: dict) -> None:
-    """Write ``meta`` into a new results file, or check that an existing one was made with it (the
-    file's other records, such as its batches, are not settings)."""
-    if out.is_file():
-        stored = json.loads(out.read_text())
-        held = {k: stored.get(k) for k in meta}
-        if held != meta:
-            raise ValueError(f"{out} was made with other settings ({held}); delete it or use another file")
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic({**meta, "batches": {}}, out)
-
-
 def run_main(out: Path, seed: int, n_per_type: int, models: EditModels, cfg: GuidedEditConfig = TABLE_EDIT,
              blended: BlendedConfig = TABLE_BLENDED, progress: bool = True) -> dict:
     """The three rows of the table on ``n_per_type`` garments of ``seed`` per edit type."""
-    _start_file(out, {"seed": seed, "n_per_type": n_per_type, "edit_types": list(EDIT_TYPES),
-                      "config": asdict(cfg), "blended": asdict(blended)})
+    start_results_file(out, {"seed": seed, "n_per_type": n_per_type, "edit_types": list(EDIT_TYPES),
+                                  "config": asdict(cfg), "blended": asdict(blended)}, "batches")
     methods = edit_methods(models.denoiser, models.alphas_cumprod, models.classifier, models.clip,
                            models.guide_perceptual, cfg, blended)
     return run_edit_table(out, methods, make_tasks(seed, n_per_type), models.oracle, models.judge_perceptual,
@@ -212,9 +199,10 @@ def run_sweep(out: Path, n_per_type: int, models: EditModels, strengths: tuple[f
               cfg: GuidedEditConfig = SWEEP_BASE, seed: int = SWEEP_SEED, progress: bool = True) -> dict:
     """Procedure 1 for every lambda in ``strengths`` and every background weighting in
     ``backgrounds``, on the edit types of :data:`SWEEP_TYPES`."""
-    _start_file(out, {"seed": seed, "n_per_type": n_per_type, "edit_types": list(SWEEP_TYPES),
-                      "strengths": list(strengths), "backgrounds": [None if w is None else list(w) for w in backgrounds],
-                      "config": asdict(cfg)})
+    start_results_file(out, {"seed": seed, "n_per_type": n_per_type, "edit_types": list(SWEEP_TYPES),
+                                  "strengths": list(strengths),
+                                  "backgrounds": [None if w is None else list(w) for w in backgrounds],
+                                  "config": asdict(cfg)}, "batches")
     methods = {sweep_name(s, w): procedure1_method(models.denoiser, models.alphas_cumprod, models.classifier,
                                                    models.guide_perceptual, _weighted(cfg, s, w))
                for w in backgrounds for s in strengths}
@@ -228,9 +216,9 @@ def run_classifiers(out: Path, n_per_type: int, models: EditModels, cfg: GuidedE
     as chapter 05's grid trains it (seed 0); each one's validation accuracy is stored beside its
     edits as ``accuracy[name]``."""
     train_cfg = AttrNetTrainConfig(bf16=True)
-    _start_file(out, {"seed": seed, "n_per_type": n_per_type, "edit_types": list(EDIT_TYPES),
-                      "config": asdict(cfg), "classifier_training": asdict(train_cfg),
-                      "variants": [list(v) for v in CLASSIFIER_VARIANTS]})
+    start_results_file(out, {"seed": seed, "n_per_type": n_per_type, "edit_types": list(EDIT_TYPES),
+                                  "config": asdict(cfg), "classifier_training": asdict(train_cfg),
+                                  "variants": [list(v) for v in CLASSIFIER_VARIANTS]}, "batches")
     done = json.loads(out.read_text())
     train = render_cache(TRAIN_SEED, N_TRAIN, domain="in", progress=False)
     validation = render_cache(VAL_SEED, N_TEST, domain="in", progress=False)
