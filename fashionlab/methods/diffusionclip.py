@@ -383,11 +383,18 @@ def translate(base: core.Denoiser, edited: core.Denoiser, alphas_cumprod: torch.
     drawing, a cartoon) to ``t_s`` with the stochastic forward process, generate an in-domain image
     with ``base`` (DDPM steps, eta = 1), then edit that image with ``edited`` (:func:`edit`).
     Returns (the in-domain bridge images, the translated images)."""
+    bridged = bridge(base, alphas_cumprod, images, t_s, sde_steps, generator)
+    return bridged, edit(base, edited, alphas_cumprod, bridged, cfg)
+
+
+def bridge(base: core.Denoiser, alphas_cumprod: torch.Tensor, images: torch.Tensor, t_s: int = 500,
+           sde_steps: int = 50, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The first half of :func:`translate`: noise ``images`` to ``t_s`` with the stochastic forward
+    process and generate in-domain images from there with ``base`` (DDPM steps, eta = 1)."""
     check_images(images, "images")
     if not 0 < t_s < len(alphas_cumprod):
         raise ValueError(f"t_s must be in [1, {len(alphas_cumprod) - 1}], got {t_s}")
     eps = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
     x_s = core.noise_to(images, core.alpha_bar_at(alphas_cumprod, t_s), eps)
-    bridge = core.sample(base, x_s, core.even_grid(t_s, sde_steps), alphas_cumprod, eta=1.0, generator=generator,
-                         clip_x0=True).x0.clamp(-1, 1)
-    return bridge, edit(base, edited, alphas_cumprod, bridge, cfg)
+    return core.sample(base, x_s, core.even_grid(t_s, sde_steps), alphas_cumprod, eta=1.0, generator=generator,
+                       clip_x0=True).x0.clamp(-1, 1)
