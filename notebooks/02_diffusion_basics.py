@@ -19,7 +19,8 @@
 #
 # Every method in this book -- classifier-guided editing, DiffusionCLIP, gradient guidance, ZIP --
 # is built from the same handful of pieces: the predicted clean image $P_t$, the direction term
-# $D_t$, one DDIM/DDPM step, an inversion, and a reverse loop that can be guided. The authors'
+# $D_t$, one DDIM {cite}`song2021ddim` / DDPM {cite}`ho2020ddpm` step, an inversion, and a reverse
+# loop that can be guided. The authors'
 # repositories each copy these with small differences. Here we write them **once**
 # (`fashionlab.diffusion`), check them against diffusers, and meet the model the editing chapters
 # will guide: `garments-ddpm-64`, an unconditional DDPM trained by this project on Garments.

@@ -17,7 +17,7 @@
 # %% [markdown]
 # # CLIP for garments
 #
-# Three of the five papers steer a diffusion model with CLIP (Radford et al., 2021): Blended
+# Three of the five papers steer a diffusion model with CLIP {cite}`radford2021clip`: Blended
 # Diffusion, the baseline of paper 000, pulls a masked region towards a text; DiffusionCLIP (001)
 # fine-tunes the model along a *directional* CLIP loss; ZIP (004) does the same and reports a
 # CLIP score. Paper 000's attribute classifier works best on a CLIP-pretrained ViT.

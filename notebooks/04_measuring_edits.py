@@ -17,7 +17,8 @@
 # %% [markdown]
 # # How we measure an edit
 #
-# The papers in this book measure their edits loosely. Paper 000 shows pictures. Paper 002 computes
+# The papers in this book measure their edits loosely. Paper 000 {cite}`kong2023fashion` shows
+# pictures. Paper 002 {cite}`moturi2023fashionsd` computes
 # FID on three images. The thesis (003) judges whether an attribute changed with the *same*
 # classifier that guided the change. ZIP (004) reports a CLIP score, which any CLIP-guided method
 # can inflate. None of this is negligence: with real photographs there is no ground truth for "the

@@ -17,7 +17,7 @@
 # %% [markdown]
 # # Taming a ViT for multi-attribute guidance
 #
-# Paper 000 (Kong et al.) edits garments with the gradient of a classifier, so the classifier is
+# Paper 000 ({cite:t}`kong2023fashion`) edits garments with the gradient of a classifier, so the classifier is
 # half of the method. It must recognise eight attributes at once from a few thousand labelled
 # photos, and it must say *where* it looks, because its attention becomes the edit region of the
 # next chapter. The paper's answer is a pretrained ViT, kept frozen, with a learned

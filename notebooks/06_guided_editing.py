@@ -17,7 +17,7 @@
 # %% [markdown]
 # # Mask-free, classifier-guided attribute editing
 #
-# Paper 000 (Kong et al.) edits a garment photo with an *unconditional* diffusion model and the
+# Paper 000 ({cite:t}`kong2023fashion`) edits a garment photo with an *unconditional* diffusion model and the
 # gradient of the attribute classifier of chapter 05. It needs no mask: the classifier's attention
 # map for the target attribute says where the edit may happen, and a background loss keeps the
 # rest. This chapter implements Procedure 1 on the book's engine, compares it with the baseline

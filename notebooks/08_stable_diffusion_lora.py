@@ -17,7 +17,7 @@
 # %% [markdown]
 # # Stable Diffusion and LoRA: a fashion synthesis assistant
 #
-# Paper 002 (Mo et al.) builds a "fashion synthesis assistant": type a prompt, get a garment. It
+# Paper 002 ({cite:t}`moturi2023fashionsd`) builds a "fashion synthesis assistant": type a prompt, get a garment. It
 # takes Stable Diffusion as it comes (KerasCV's port of version 1.4) and fine-tunes it with LoRA on
 # 850 catalog images of the Fashion Product Images dataset, captioned from their catalog columns
 # ("an image of a 2011 Casual Fall White Men's Sweater"). It then varies LoRA's rank, the batch size
