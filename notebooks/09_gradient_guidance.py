@@ -215,8 +215,8 @@ glue("ch09_off_mask", f"{red_rise(masked.edited, outside.float()):+.2f}", displa
 
 # %% [markdown]
 # Off the garment, the red channel moves by {glue:text}`ch09_off_nomask` without the mask and
-# {glue:text}`ch09_off_mask` with it: the background here is light grey, already brighter than
-# the target in every channel, so unmasked guidance *darkens* it towards $w$. The mask is a mask
+# {glue:text}`ch09_off_mask` with it: the background here is light grey, whose red channel (0.85)
+# already sits above the target $w = 0.8$, so unmasked guidance *darkens* it towards $w$. The mask is a mask
 # on the gradient, not on the image: the garment's nudges still reach the background through the
 # UNet, which is why its change is small rather than zero (a test checks that a single masked step
 # leaves the outside exactly as it was).
@@ -406,10 +406,10 @@ glue("ch09_alg1_dist", f"{alg1.distance:.2f}", display=False)
 # %% [markdown]
 # At matched success, universal guidance ({glue:text}`ch09_uni_match`) moves the garment much
 # further from its source (distance {glue:text}`ch09_uni_dist`) than Algorithm 1
-# ({glue:text}`ch09_alg1_dist`): changing $\epsilon$ at every step feeds the change into the
-# direction term too, where Algorithm 1's late, $\bar\alpha_t^2$-weighted nudges leave the early,
-# structure-setting steps alone. Universal guidance is cheaper per step (one UNet pass with a
-# backward instead of two passes):
+# ({glue:text}`ch09_alg1_dist`). A likely reason, not tested here: changing $\epsilon$ acts through
+# both $P_t$ and the direction term from the first guided step on, where Algorithm 1's
+# $\bar\alpha_t^2$-weighted nudges leave the early, structure-setting steps almost alone. Universal
+# guidance is cheaper per step (one UNet pass with a backward instead of two passes):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
