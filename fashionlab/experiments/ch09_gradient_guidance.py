@@ -241,16 +241,19 @@ def run_grid(out: Path, models: Models, progress: bool = True) -> dict:
     return data
 
 
-def records_table(data: dict, means: dict[str, str], meta: Callable[[dict], dict] | None = None) -> "pd.DataFrame":
+def records_table(data: dict, means: dict[str, str | Callable[["pd.DataFrame"], "pd.Series"]],
+                  meta: Callable[[dict], dict] | None = None) -> "pd.DataFrame":
     """One row per record of a results part: its name, ``meta(record)``'s columns, the mean over its
-    edits of each ``means`` field (column name -> field of the per-edit rows) and the seconds per edit."""
+    edits of each ``means`` entry (column name -> a field of the per-edit rows, or a function of the
+    rows' DataFrame giving one value per edit) and the seconds per edit."""
     import pandas as pd
 
     rows = []
     for name, rec in data["records"].items():
         r = pd.DataFrame(rec["rows"])
         row = {"name": name, **(meta(rec) if meta else {})}
-        row.update({column: r[field].astype(float).mean() for column, field in means.items()})
+        row.update({column: (field(r) if callable(field) else r[field]).astype(float).mean()
+                    for column, field in means.items()})
         row["seconds_per_image"] = rec["seconds"] / len(r)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -263,11 +266,8 @@ def range_label(rec: dict) -> str:
 
 def grid_summary(data: dict) -> "pd.DataFrame":
     """One row per setting: success (oracle), clean, success and clean, mean distance, guide change, seconds."""
-    for rec in data["records"].values():
-        for row in rec["rows"]:
-            row["good"] = row["success"] and row["clean"]
-    table = records_table(data, {"success": "success", "clean": "clean", "good": "good", "distance": "distance",
-                                 "guide_change": "guide_change"},
+    table = records_table(data, {"success": "success", "clean": "clean", "good": lambda r: r.success & r.clean,
+                                 "distance": "distance", "guide_change": "guide_change"},
                           lambda rec: {"t1": rec["t1"], "t2": rec["t2"], "lambda": rec["strength"]})
     return table.rename(columns={"name": "setting"}).sort_values(["t1", "t2", "lambda"], ignore_index=True)
 
