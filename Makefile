@@ -13,9 +13,9 @@ export PYTHONHASHSEED := 0
 
 .PHONY: install test unit nbval nbval-portable sync-check book linkcheck nb notebooks clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt constraints-book.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints-book.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (fashionlab)"
 	touch $(STAMP)

@@ -33,7 +33,8 @@ def test_workflows_parse_and_call_existing_make_targets(name):
             called += re.findall(r"\bmake ([\w-]+)", step.get("run", ""))
             if step.get("uses", "").startswith("actions/setup-python"):
                 assert step["with"]["python-version"] == "3.11"
-                assert step["with"].get("cache-dependency-path") == "requirements.txt"
+                assert step["with"].get("cache-dependency-path", "").split() == ["requirements.txt",
+                                                                                 "constraints-book.txt"]
     assert set(called) <= targets, f"{name} calls Make targets that do not exist: {set(called) - targets}"
     if name != "pages.yml":
         assert "test" in called
@@ -72,3 +73,14 @@ def test_the_repository_address_is_one_address():
     for page in pages:
         for found in re.findall(r"https://github\.com/fashionlab/[\w.-]+", page.read_text()):
             assert found == url, f"{page.name} names {found}, not {url}"
+
+
+def test_the_book_toolchain_is_pinned_by_a_constraints_file_that_make_applies():
+    from importlib.metadata import version
+
+    pins = dict(line.split("==") for line in (ROOT / "constraints-book.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    assert {"sphinx-book-theme", "pydata-sphinx-theme", "myst-parser", "docutils", "nbclient"} <= set(pins)
+    for name, pinned in pins.items():
+        assert version(name) == pinned, f"{name}: installed {version(name)}, constraints-book.txt pins {pinned}"
+    assert "-r requirements.txt -c constraints-book.txt" in (ROOT / "Makefile").read_text()
