@@ -50,6 +50,23 @@
 # (resumable; its results ship with the package); the cells here run small live versions.
 
 # %%
+# On Colab only (inert anywhere else): install this book's package at the book's version and choose
+# the profile. "full" needs a GPU runtime and a chapter with a full path (book/setup.md's table).
+import os
+import subprocess
+import sys
+
+PROFILE = "tiny"
+if "google.colab" in sys.modules:
+    REPOSITORY, VERSION = "https://github.com/fashionlab/fashionlab", "0.1.0"
+    for ref in (f"v{VERSION}", "main"):  # the release tag, else the main branch
+        pip = [sys.executable, "-m", "pip", "install", "-q", f"fashionlab @ git+{REPOSITORY}@{ref}"]
+        if subprocess.run(pip).returncode == 0:
+            break
+        print(f"could not install {ref}; trying the main branch")
+    os.environ["FASHIONLAB_PROFILE"] = PROFILE
+
+# %%
 import time
 
 import matplotlib.pyplot as plt

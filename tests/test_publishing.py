@@ -84,3 +84,34 @@ def test_the_book_toolchain_is_pinned_by_a_constraints_file_that_make_applies():
     for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: installed {version(name)}, constraints-book.txt pins {pinned}"
     assert "-r requirements.txt -c constraints-book.txt" in (ROOT / "Makefile").read_text()
+
+
+def _install_cell(source: Path) -> str:
+    cells = source.read_text().split("\n# %%")
+    found = [c for c in cells if "google.colab" in c]
+    assert len(found) == 1, f"{source.name} needs exactly one Colab install cell"
+    return found[0].split("\n", 1)[1]
+
+
+@pytest.mark.parametrize("source", sorted((ROOT / "notebooks").glob("[0-9]*.py")), ids=lambda p: p.stem)
+def test_every_notebook_has_a_colab_install_cell_that_is_inert_elsewhere(source, monkeypatch):
+    import subprocess
+    import sys
+    import types
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    code = _install_cell(source)
+    first_code = source.read_text().split("\n# %%\n")[1]
+    assert "google.colab" in first_code, "the install cell must be the first code cell"
+    assert f'"{config["repository"]["url"]}", "{version}"' in code
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or types.SimpleNamespace(returncode=0))
+    monkeypatch.delenv("FASHIONLAB_PROFILE", raising=False)
+    exec(compile(code, source.name, "exec"), {})
+    assert calls == [] and "FASHIONLAB_PROFILE" not in __import__("os").environ
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    exec(compile(code, source.name, "exec"), {})
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q",
+                      f"fashionlab @ git+{config['repository']['url']}@v{version}"]]
+    assert __import__("os").environ["FASHIONLAB_PROFILE"] == "tiny"
