@@ -115,3 +115,9 @@ def test_every_notebook_has_a_colab_install_cell_that_is_inert_elsewhere(source,
     assert calls == [[sys.executable, "-m", "pip", "install", "-q",
                       f"fashionlab @ git+{config['repository']['url']}@v{version}"]]
     assert __import__("os").environ["FASHIONLAB_PROFILE"] == "tiny"
+
+
+def test_the_package_accepts_colabs_ipywidgets_7():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (spec,) = [d for d in deps if d.startswith("ipywidgets")]
+    assert spec == "ipywidgets>=7.6", "Colab ships ipywidgets 7.x; the editor's widgets all exist since 7.6"
