@@ -147,27 +147,60 @@ def spawn_generators(seed: int, n: int, device: str | torch.device = "cpu") -> l
     return [make_generator(int(s), device) for s in seeds]
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True if a TCP connection to the model hub opens within ``timeout`` seconds.
+def hub_endpoint() -> str:
+    """The Hugging Face endpoint the hub libraries use: ``$HF_ENDPOINT`` (a mirror) or the hub."""
+    return os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}"
+
+
+def _host_and_port(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url if "//" in url else f"https://{url}")
+    if not parts.hostname:
+        raise ValueError(f"url must name a host, got {url!r}")
+    return parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)
+
+
+def hub_reachable(timeout: float = 3.0, url: str | None = None) -> bool:
+    """True if a TCP connection to the host of ``url`` (default: :func:`hub_endpoint`) opens within
+    ``timeout`` seconds; for the Hugging Face endpoint, False at once under ``HF_HUB_OFFLINE=1``.
 
     ``full``-profile loaders call this first so that, offline, they fail at once
     with an actionable message instead of hanging on retries.
     """
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+    address = _host_and_port(url or hub_endpoint())
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") and address[0] == _host_and_port(hub_endpoint())[0]:
         return False
     try:
-        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+        with socket.create_connection(address, timeout=timeout):
             return True
     except OSError:
         return False
 
 
-def require_hub(what: str) -> None:
-    """Raise a clear ``RuntimeError`` if the hub cannot be reached for ``what``."""
-    if not hub_reachable():
+def hf_cached(repo_id: str, filename: str, repo_type: str = "model") -> bool:
+    """True if ``filename`` of hub repository ``repo_id`` is already in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, filename, repo_type=repo_type), str)
+
+
+def torch_hub_cached(url: str) -> bool:
+    """True if the file at ``url`` is already in torch.hub's checkpoint folder (torchvision weights)."""
+    return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
+
+
+def require_hub(what: str, url: str | None = None, cached: bool = False) -> None:
+    """Raise a clear ``RuntimeError`` if ``what`` must be downloaded from ``url``'s host (default:
+    the Hugging Face endpoint, honouring ``$HF_ENDPOINT``) and that host cannot be reached.
+    ``cached=True`` (the caller found the files locally) always passes: cached weights load offline."""
+    if cached:
+        return
+    host = _host_and_port(url or hub_endpoint())[0]
+    if not hub_reachable(url=url):
         raise RuntimeError(
-            f"{what} needs the Hugging Face hub ({HUB_HOST}), which cannot be reached from this "
-            f"machine. Use the offline 'tiny' profile (FASHIONLAB_PROFILE=tiny or "
+            f"{what} needs {host}, which cannot be reached from this machine (and the files are not in the "
+            f"local cache). Use the offline 'tiny' profile (FASHIONLAB_PROFILE=tiny or "
             f"fashionlab.config.use_profile('tiny')), or run on a machine with internet access "
             f"such as Colab."
         )

@@ -182,7 +182,10 @@ class LPIPSAlex(PerceptualDistance):
         if not random_backbone:
             from . import config
 
-            config.require_hub("LPIPS-Alex (its AlexNet weights are downloaded)")
+            from torchvision.models import AlexNet_Weights
+
+            url = AlexNet_Weights.IMAGENET1K_V1.url
+            config.require_hub("LPIPS-Alex (its AlexNet weights are downloaded)", url, config.torch_hub_cached(url))
         self.net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=random_backbone, spatial=True, verbose=False).eval()
 
     def distance_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -232,6 +235,26 @@ def kernel_inception_distance(feats_a: torch.Tensor, feats_b: torch.Tensor, subs
             - 2 * kxy.mean()
         values.append(float(mmd))
     return float(sum(values) / len(values))
+
+
+def inception_score(probs: torch.Tensor, splits: int = 1) -> float:
+    """Inception Score (Salimans et al., 2016): exp(E_x KL(p(y|x) || p(y))) of class probabilities
+    ``probs`` (N, K), averaged over ``splits`` equal parts as the original code does. Its classes
+    are Inception-v3's under ``full``; in ``tiny`` they are the oracle's garment categories, whose
+    marginal p(y) is set by the source garments an edit starts from, so IS mostly measures how
+    confidently the categories are told apart, not the quality of an edit. Between 1 and K."""
+    if probs.dim() != 2 or probs.shape[1] < 2:
+        raise ValueError(f"probs must be (N, K) class probabilities with K >= 2, got {tuple(probs.shape)}")
+    if (probs < 0).any() or not torch.allclose(probs.sum(dim=1), torch.ones(len(probs), dtype=probs.dtype), atol=1e-4):
+        raise ValueError("probs must be non-negative with rows summing to 1 (a softmax)")
+    if not 1 <= splits <= len(probs):
+        raise ValueError(f"splits must be in [1, {len(probs)}], got {splits}")
+    p = probs.double().clamp(min=1e-12)
+    scores = []
+    for part in p.chunk(splits):
+        marginal = part.mean(dim=0, keepdim=True)
+        scores.append(float((part * (part.log() - marginal.log())).sum(dim=1).mean().exp()))
+    return float(sum(scores) / len(scores))
 
 
 def bootstrap_ci(statistic, *samples: torch.Tensor, rounds: int = 200, level: float = 0.95,
@@ -382,7 +405,8 @@ def inception_features(random_weights: bool = False):
     else:
         from . import config
 
-        config.require_hub("Inception-v3 weights for FID")
+        url = Inception_V3_Weights.IMAGENET1K_V1.url
+        config.require_hub("Inception-v3 weights for FID", url, config.torch_hub_cached(url))
         net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1)
     net.fc = torch.nn.Identity()
     net = net.eval()

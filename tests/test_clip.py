@@ -119,21 +119,31 @@ def test_clip_score_is_100_cos():
     assert metrics.clip_score(a, torch.tensor([[1.0, 1.0]])).item() == pytest.approx(100 / 2**0.5, rel=1e-5)
 
 
-def test_full_loader_with_random_vit_b_16(tmp_path, full_profile):
-    """The 'full' path (ViT-B-16 via open_clip) on random weights saved to a local file."""
+@pytest.mark.parametrize("name,arch,tokens", [("garments-clip-s", "ViT-B-16-quickgelu", 196),
+                                               ("garments-clip-b", "ViT-B-32", 49)])
+def test_full_loader_with_random_twins(tmp_path, full_profile, name, arch, tokens):
+    """The 'full' path of each zoo CLIP on random weights saved to a local file: the guide is a
+    QuickGELU ViT-B-16 (OpenAI's weights were trained with it), the judge a different model."""
+    from open_clip.transformer import QuickGELU
     from safetensors.torch import save_file
 
+    from fashionlab.models.clip import FULL_MODELS
+
+    assert FULL_MODELS[name][0] == arch
     torch.manual_seed(0)
-    model, _, _ = open_clip.create_model_and_transforms("ViT-B-16", pretrained=None)
-    path = tmp_path / "vit-b-16-random.safetensors"
+    model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=None)
+    path = tmp_path / f"{arch}-random.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    loaded = loaders.load_clip(device="cpu", pretrained=str(path))
+    loaded = loaders.load_clip(name, device="cpu", pretrained=str(path))
     assert loaded.profile == "full" and loaded.image_size == 224
-    pooled, tokens = clip.encode_image_tokens(loaded, torch.randn(1, 3, 224, 224))
-    assert pooled.shape == (1, 512) and tokens.shape == (1, 196, 768)
+    assert isinstance(loaded.model.visual.transformer.resblocks[0].mlp.gelu, QuickGELU) == arch.endswith("quickgelu")
+    pooled, patch_tokens = clip.encode_image_tokens(loaded, torch.randn(1, 3, 224, 224))
+    assert pooled.shape[0] == 1 and patch_tokens.shape[:2] == (1, tokens)
     with torch.no_grad():
         ref = model.eval().encode_image(torch.zeros(1, 3, 224, 224))
         torch.testing.assert_close(loaded.model.encode_image(torch.zeros(1, 3, 224, 224)), ref)
+    with pytest.raises(ValueError, match="zoo CLIP models"):
+        loaders.load_clip("ViT-B-16", device="cpu")
 
 
 @pytest.mark.network_probe

@@ -81,3 +81,38 @@ def test_write_json_atomic_leaves_no_temporary_file(tmp_path):
     config.write_json_atomic({"b": 1, "a": [1, 2]}, tmp_path / "x.json")
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
     assert (tmp_path / "x.json").read_text().startswith('{\n "a"')
+
+
+def test_require_hub_checks_the_host_the_weights_come_from(monkeypatch):
+    import socket
+
+    tried = []
+
+    def refuse(address, timeout=None):
+        tried.append(address)
+        raise OSError("refused")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(RuntimeError, match="download.pytorch.org"):
+        config.require_hub("Inception-v3", "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth")
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.example:8443")
+    with pytest.raises(RuntimeError, match="hf-mirror.example"):
+        config.require_hub("A hub model")
+    assert tried == [("download.pytorch.org", 443), ("hf-mirror.example", 8443)]
+    # HF_HUB_OFFLINE answers for the hub at once, not for other hosts
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert config.hub_reachable() is False and len(tried) == 2
+    assert config.hub_reachable(url="https://download.pytorch.org/x") is False and len(tried) == 3
+
+
+def test_cached_weights_load_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config.require_hub("A cached model", cached=True)  # no error, no probe
+    url = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert not config.torch_hub_cached(url)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth").write_bytes(b"")
+    assert config.torch_hub_cached(url)
+    assert config.hf_cached("google/ddpm-celebahq-256", "config.json") in (True, False)

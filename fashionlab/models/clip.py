@@ -29,7 +29,15 @@ from ..data.transforms import clip_preprocess
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TINY_MODELS: tuple[str, ...] = ("garments-clip-s", "garments-clip-b")
-FULL_MODEL, FULL_PRETRAINED = "ViT-B-16", "openai"
+FULL_MODELS: dict[str, tuple[str, str]] = {
+    "garments-clip-s": ("ViT-B-16-quickgelu", "openai"),
+    "garments-clip-b": ("ViT-B-32", "laion2b_s34b_b79k"),
+}
+"""Each tiny CLIP's ``full`` counterpart (open_clip model, pretrained tag). OpenAI's weights were
+trained with QuickGELU, so their config is the ``-quickgelu`` one (plain ``ViT-B-16`` runs them with
+the wrong activation). The independent judge (``-b``) stays a different model trained on other
+data, so that under ``full`` it is still not the guide."""
+FULL_MODEL, FULL_PRETRAINED = FULL_MODELS["garments-clip-s"]
 
 open_clip.add_model_config(CONFIG_DIR)
 
