@@ -48,6 +48,17 @@ SCHEDULE_KEYS: tuple[str, ...] = ("num_train_timesteps", "beta_schedule", "beta_
 """The scheduler-config entries that define a noise schedule and what the model predicts."""
 
 
+def eps_from_output(out: torch.Tensor, x_t: torch.Tensor, t: int, prediction_type: str,
+                    alphas_cumprod: torch.Tensor | None) -> torch.Tensor:
+    """A UNet's raw output as eps: unchanged for an eps model; for a v model,
+    eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t (affine in the output, so a difference of two
+    outputs maps to a difference of eps scaled by sqrt(abar_t))."""
+    if prediction_type != "v_prediction":
+        return out
+    alpha_bar_t = alpha_bar_at(alphas_cumprod, int(t)).to(device=x_t.device, dtype=x_t.dtype)
+    return alpha_bar_t.sqrt() * out + (1 - alpha_bar_t).sqrt() * x_t
+
+
 class PixelDenoiser:
     """eps_theta for a diffusers ``UNet2DModel``, whatever the model was trained to predict.
 
@@ -80,10 +91,7 @@ class PixelDenoiser:
         out = self.unet(x_t, timestep).sample
         if self.learned_variance:
             out = out[:, : x_t.shape[1]]  # (B, 2C, H, W) -> (B, C, H, W): eps, drop the variance
-        if self.prediction_type == "v_prediction":
-            alpha_bar_t = alpha_bar_at(self.alphas_cumprod, int(t)).to(device=x_t.device, dtype=x_t.dtype)
-            out = alpha_bar_t.sqrt() * out + (1 - alpha_bar_t).sqrt() * x_t
-        return out
+        return eps_from_output(out, x_t, t, self.prediction_type, self.alphas_cumprod)
 
 
 class LatentDenoiser:
@@ -112,10 +120,7 @@ class LatentDenoiser:
         self.alphas_cumprod = None if scheduler is None else scheduler.alphas_cumprod
 
     def _eps(self, out: torch.Tensor, x_t: torch.Tensor, t: int) -> torch.Tensor:
-        if self.prediction_type != "v_prediction":
-            return out
-        alpha_bar_t = alpha_bar_at(self.alphas_cumprod, int(t)).to(device=x_t.device, dtype=x_t.dtype)
-        return alpha_bar_t.sqrt() * out + (1 - alpha_bar_t).sqrt() * x_t
+        return eps_from_output(out, x_t, t, self.prediction_type, self.alphas_cumprod)
 
     def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
         batch = x_t.shape[0]

@@ -38,10 +38,11 @@ import torch
 from .. import config
 from ..models.attrnet import AttributeNet, attrnet_for
 from ..models.category_vit import CategoryViT
-from ..models.clip import TINY_MODELS, FULL_MODEL, FULL_PRETRAINED, CLIPBundle, create_clip
+from ..models.clip import TINY_MODELS, FULL_MODELS, CLIPBundle, create_clip
 from ..models.oracle import GarmentOracle, extras_judge
 from ..models.parser import GarmentParser
 from ..models.sd import clip_tokenizer, text_encoder_from_clip
+from ..methods import zip as zip_method
 from ..train.attrnet import INITS
 from . import registry
 
@@ -117,22 +118,24 @@ def load_clip(name: str = "garments-clip-s", profile: str | None = None, device:
               pretrained: str | None = None, weights_dir: Path | None = None,
               manifest_path: Path | None = None) -> CLIPBundle:
     """Load a zoo CLIP in eval mode. ``tiny``: our shipped weights (sha256-checked against the
-    manifest; ``weights_dir``/``manifest_path`` point elsewhere, for tests). ``full``: ``ViT-B-16``
-    with OpenAI weights from the hub (``pretrained`` overrides the tag or gives a local file)."""
+    manifest; ``weights_dir``/``manifest_path`` point elsewhere, for tests). ``full``: the name's
+    counterpart in :data:`~fashionlab.models.clip.FULL_MODELS` (``-s``: ViT-B-16-quickgelu with OpenAI's
+    weights; ``-b``: ViT-B-32, LAION-2B), from the hub (``pretrained`` overrides the tag or gives a local file)."""
     profile = config.get_profile() if profile is None else profile
     device = config.get_device(device)
+    if name not in TINY_MODELS:
+        raise ValueError(f"zoo CLIP models are {TINY_MODELS}, got {name!r}")
     if profile == "tiny":
-        if name not in TINY_MODELS:
-            raise ValueError(f"tiny CLIP models are {TINY_MODELS}, got {name!r}")
         where = {k: v for k, v in (("weights_dir", weights_dir), ("manifest_path", manifest_path)) if v is not None}
         weights = registry.verify_file(name, **where) if pretrained is None else Path(pretrained)
         return create_clip(name, str(weights), device)
     if profile != "full":
         raise ValueError(f"profile must be one of {config.PROFILES}, got {profile!r}")
-    tag = FULL_PRETRAINED if pretrained is None else pretrained
+    model_name, tag = FULL_MODELS[name]
+    tag = tag if pretrained is None else pretrained
     if not Path(str(tag)).is_file():
-        config.require_hub(f"Loading CLIP {FULL_MODEL} ({tag}) under the 'full' profile")
-    return create_clip(FULL_MODEL, tag, device)
+        config.require_hub(f"Loading CLIP {model_name} ({tag}) under the 'full' profile", *_clip_source(model_name, tag))
+    return create_clip(model_name, tag, device)
 
 
 SUPERVISED_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {
@@ -184,6 +187,54 @@ def load_pixel_ddpm_delta(name: str, profile: str | None = None, device: str | t
     return PixelDDPM(unet, base.scheduler, name, "tiny", str(registry.tiny_files(name, weights_dir)[0]))
 
 
+@dataclass
+class HSpaceEdit:
+    """A shipped h-space editor (chapter 10): the base DDPM split at h-space, the delta-h module (ZIP's
+    attribute encoder with its reference, or Asyrp's DeltaBlock), its edit and its settings."""
+
+    model: "zip_method.HSpaceDenoiser"
+    delta: torch.nn.Module
+    method: str
+    edit: "zip_method.ZIPEdit"
+    config: "zip_method.ZIPConfig"
+    ddpm: PixelDDPM
+    name: str
+
+    def __call__(self, images: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Edit ``images`` with the shipped settings (``zip.edit``; ``kwargs`` go to it)."""
+        return zip_method.edit(self.model, images, self.delta, kwargs.pop("cfg", self.config), **kwargs)
+
+
+def load_zip_delta(name: str, profile: str | None = None, device: str | torch.device | None = None,
+                   weights_dir: Path = registry.WEIGHTS_DIR, manifest_path: Path = registry.MANIFEST_PATH) -> HSpaceEdit:
+    """A shipped ZIP attribute encoder or Asyrp DeltaBlock over its base DDPM. Tiny profile only."""
+    entry = registry.entry(name)
+    profile = config.get_profile() if profile is None else profile
+    if profile != "tiny":
+        raise ValueError(f"zoo model {name!r} is trained on the tiny {entry.base!r}; under the 'full' profile train "
+                         "one on the full base with fashionlab.methods.zip.train (chapter 10)")
+    base = load_pixel_ddpm(entry.base, "tiny", "cpu", weights_dir=weights_dir, manifest_path=manifest_path)
+    state, cfg = registry.load_tiny_state(name, weights_dir, manifest_path)
+    settings = dict(cfg["config"])
+    settings["window"] = tuple(settings["window"])
+    zip_config = zip_method.ZIPConfig(**settings)
+    if cfg["method"] == "zip":
+        delta = zip_method.ZIPDelta(zip_method.AttributeEncoder(base.unet), state["reference"].float(),
+                                    base.scheduler.alphas_cumprod, reference_t=zip_config.reference_t)
+    else:
+        delta = zip_method.DeltaBlock.for_unet(base.unet)
+    delta.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    device = config.get_device(device)
+    base.unet.to(device)
+    model = zip_method.HSpaceDenoiser(base.unet, base.scheduler)
+    return HSpaceEdit(model, delta.to(device).eval().requires_grad_(False), cfg["method"],
+                      zip_method.ZIP_EDITS[cfg["edit"]], zip_config, base, name)
+
+
+def _load_zip_delta(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path):
+    return load_zip_delta(name, profile, device, weights_dir, manifest_path)
+
+
 def _load_pixel_ddpm(name: str, profile: str | None, device, weights_dir: Path, manifest_path: Path, **kwargs):
     return load_pixel_ddpm(name, profile, device, weights_dir=weights_dir, manifest_path=manifest_path, **kwargs)
 
@@ -219,6 +270,18 @@ def load_vae(name: str = "garments-vae", profile: str | None = None, device: str
     return vae.to(config.get_device(device)).eval()
 
 
+def _clip_source(model_name: str, tag: str) -> tuple[str | None, bool]:
+    """(url of the host open_clip downloads ``tag``'s weights from, whether they are cached)."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model_name, tag) or {}
+    if cfg.get("hf_hub"):
+        repo = cfg["hf_hub"].strip("/")
+        return None, any(config.hf_cached(repo, f) for f in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
+    url = cfg.get("url") or None  # open_clip caches these under ~/.cache/clip by file name
+    return url, url is not None and (Path.home() / ".cache" / "clip" / url.rsplit("/", 1)[-1]).is_file()
+
+
 def _full_source(name: str, source: str | Path | None, hub_id: str) -> str:
     """Where a ``full`` model comes from: a local ``source`` folder (which must exist) or the hub
     (which must be reachable: offline this fails at once)."""
@@ -226,7 +289,8 @@ def _full_source(name: str, source: str | Path | None, hub_id: str) -> str:
         if not Path(source).is_dir():
             raise FileNotFoundError(f"source folder {source} does not exist")
         return str(source)
-    config.require_hub(f"Loading {name!r} under the 'full' profile ({hub_id})")
+    cached = any(config.hf_cached(hub_id, f) for f in ("model_index.json", "config.json"))
+    config.require_hub(f"Loading {name!r} under the 'full' profile ({hub_id})", cached=cached)
     return hub_id
 
 
@@ -312,6 +376,7 @@ def _load_sd_lora(name: str, profile: str | None, device, weights_dir: Path, man
 
 LOADERS: dict[str, Callable] = {"sd-pipeline": _load_sd, "sd-lora": _load_sd_lora, "pixel-ddpm": _load_pixel_ddpm,
                                 "clip": _load_clip, "pixel-ddpm-delta": _load_delta, "vae": _load_vae,
+                                "zip-delta": _load_zip_delta,
                                 **{kind: _load_supervised for kind in SUPERVISED_BUILDERS}}
 """One loader per zoo kind: ``loader(name, profile, device, weights_dir, manifest_path, **kwargs)``."""
 

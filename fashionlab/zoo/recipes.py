@@ -31,6 +31,10 @@ from ..eval.zero_shot import zero_shot_table
 from ..methods.diffusionclip import GARMENT_EDITS, DiffusionCLIPConfig, finetune
 from ..methods.diffusionclip import edit as diffusionclip_edit
 from ..methods.text_to_image import generate
+from ..methods.zip import (ZIP_EDITS, AttributeEncoder, DeltaBlock, HSpaceDenoiser, ZIPConfig, ZIPDelta,
+                           visual_reference)
+from ..methods.zip import edit as zip_edit
+from ..methods.zip import train as zip_train
 from ..metrics import OraclePerceptual, psnr, single_region_rate
 from ..models.attrnet import AttributeNet, attrnet_for
 from ..models.clip import create_clip
@@ -213,6 +217,46 @@ def _diffusionclip_recipes() -> dict[str, DiffusionCLIPRecipe]:
         for edit, lr in DCLIP_LRS.items()}
 
 
+ZIP_TRAIN_SEED, ZIP_HELDOUT_SEED = 1000, 1010
+
+
+@dataclass(frozen=True)
+class ZIPRecipe:
+    """A ZIP attribute encoder (``method="zip"``) or an Asyrp DeltaBlock (``"asyrp"``) trained on a
+    zoo DDPM's h-space towards one garment edit (chapter 10); shipped alone (the base stays as it is)."""
+
+    name: str
+    edit: str
+    """A key of :data:`fashionlab.methods.zip.ZIP_EDITS`."""
+    method: str
+    train: ZIPConfig
+    base: str = "garments-ddpm-64"
+    clip: str = "garments-clip-s"
+    """The CLIP of the loss and of the reference choice (``garments-clip-b`` judges, so it must not)."""
+    generator: str = "garments-sd-base"
+    """ZIP's visual generator (chapter 08's text-to-image model)."""
+    reference_candidates: int = 8
+    train_seed: int = ZIP_TRAIN_SEED
+    n_train: int = 96
+    """Training garments (Asyrp and ZIP: about 100)."""
+    notes: str = ""
+
+
+ZIP_TRAIN = ZIPConfig(window=(300, 600), learning_rate=1e-3, epochs=1, batch_size=4)
+"""The shipped encoders' settings: 40 steps, delta-h between t = 300 and 600 (the paper's Fig. 4;
+chapter 10 measures that the garment CLIP cannot see most edits in P_t above t = 500), Asyrp's loss
+weights, Adam; ``fashionlab.experiments.ch10_zip pilot`` chose the rate."""
+
+
+def _zip_recipes() -> dict[str, ZIPRecipe]:
+    return {f"garments-{method}-{edit}": ZIPRecipe(
+        f"garments-{method}-{edit}", edit, method, ZIP_TRAIN,
+        notes=(f"{'ZIP attribute encoder' if method == 'zip' else 'Asyrp DeltaBlock'} for '{edit}' on garments-ddpm-64's "
+               f"h-space, trained on 96 garments of seed {ZIP_TRAIN_SEED} (one pass, batch 4, one Adam step per edited "
+               "timestep); a few minutes on 2 cores."))
+        for method in ("zip", "asyrp") for edit in ZIP_EDITS}
+
+
 @dataclass(frozen=True)
 class VAERecipe:
     """The autoencoder of the latent text-to-image model (chapter 08)."""
@@ -275,9 +319,10 @@ GARMENTS_SD_BASE = SDRecipe(
 
 
 RECIPES: dict[str, DDPMRecipe | CLIPRecipe | EvaluatorRecipe | AttrNetRecipe | DiffusionCLIPRecipe | VAERecipe
-              | SDRecipe] = {
+              | SDRecipe | ZIPRecipe] = {
     GARMENTS_DDPM_64.name: GARMENTS_DDPM_64, **_clip_recipes(), **_evaluator_recipes(), **_attrnet_recipes(),
-    **_diffusionclip_recipes(), GARMENTS_VAE.name: GARMENTS_VAE, GARMENTS_SD_BASE.name: GARMENTS_SD_BASE}
+    **_diffusionclip_recipes(), GARMENTS_VAE.name: GARMENTS_VAE, GARMENTS_SD_BASE.name: GARMENTS_SD_BASE,
+    **_zip_recipes()}
 
 
 def sd_parts(recipe: SDRecipe, seed: int | None = None) -> dict:
@@ -378,6 +423,9 @@ def run_recipe(name: str, minutes: float | None = None, max_steps: int | None = 
         return steps, minutes_done, steps >= recipe.train.total_steps
     if isinstance(recipe, DiffusionCLIPRecipe):
         steps, minutes_done = train_diffusionclip_recipe(recipe, workdir, progress=progress)
+        return steps, minutes_done, True
+    if isinstance(recipe, ZIPRecipe):
+        steps, minutes_done = train_zip_recipe(recipe, workdir, progress=progress)
         return steps, minutes_done, True
     if isinstance(recipe, AttrNetRecipe):
         steps, minutes_done = train_attrnet_recipe(recipe.variant, recipe.train, recipe.n_train, workdir,
@@ -671,6 +719,8 @@ def export(name: str) -> dict:
         return export_sd(name)
     if isinstance(recipe, DiffusionCLIPRecipe):
         return export_diffusionclip(name)
+    if isinstance(recipe, ZIPRecipe):
+        return export_zip(name)
     if isinstance(recipe, AttrNetRecipe):
         return export_attrnet(name)
     if isinstance(recipe, EvaluatorRecipe):
@@ -782,3 +832,92 @@ def export_diffusionclip(name: str, workdir: Path | None = None, weights_dir: Pa
     record.update(base=recipe.base, edit=recipe.edit, metrics=metrics)
     return ship(name, delta, {"base": recipe.base, "edit": recipe.edit, "config": asdict(recipe.train)}, record,
                 workdir, weights_dir, manifest_path)
+
+
+# ----------------------------------------------------------------------------------------
+# ZIP attribute encoders and Asyrp DeltaBlocks (chapter 10)
+# ----------------------------------------------------------------------------------------
+def zip_tasks(recipe: ZIPRecipe, seed: int, n: int) -> list[EditTask]:
+    """``n`` garments of ``seed`` that ``recipe``'s edit changes, as edit tasks."""
+    edit = ZIP_EDITS[recipe.edit].edit
+    return tasks_for(seed, n, edit.attribute, edit.value)
+
+
+def build_zip_delta(recipe: ZIPRecipe, ddpm, reference: torch.Tensor | None = None) -> torch.nn.Module:
+    """A fresh delta-h module for ``recipe`` over ``ddpm`` (ZIP: with ``reference``)."""
+    if recipe.method == "zip":
+        if reference is None:
+            raise ValueError("a ZIP recipe needs its reference image")
+        return ZIPDelta(AttributeEncoder(ddpm.unet), reference, ddpm.scheduler.alphas_cumprod,
+                        reference_t=recipe.train.reference_t, seed=recipe.train.seed)
+    if recipe.method == "asyrp":
+        with config.seeded(recipe.train.seed):
+            return DeltaBlock.for_unet(ddpm.unet)
+    raise ValueError(f"method must be 'zip' or 'asyrp', got {recipe.method!r}")
+
+
+def zip_reference(recipe: ZIPRecipe, clip=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recipe's reference: the best of ``reference_candidates`` draws of its reference prompt by
+    chapter 08's text-to-image model, as the guiding CLIP scores them."""
+    pipe = load(recipe.generator, profile="tiny", device="cpu")
+    clip = load(recipe.clip, profile="tiny", device="cpu") if clip is None else clip
+    return visual_reference(pipe, clip, ZIP_EDITS[recipe.edit].reference_prompt, recipe.reference_candidates,
+                            seed=recipe.train.seed, size=64)
+
+
+def train_zip_recipe(recipe: ZIPRecipe, workdir: str | Path, progress: bool = True) -> tuple[int, float]:
+    """Train ``recipe``'s delta-h module on its training garments; leave ``checkpoint.pt`` and
+    ``loss.csv`` in ``workdir``. Minutes, so no resume."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ddpm = load(recipe.base, profile="tiny", device="cpu")
+    clip = load(recipe.clip, profile="tiny", device="cpu")
+    reference = zip_reference(recipe, clip)[0] if recipe.method == "zip" else None
+    delta = build_zip_delta(recipe, ddpm, reference)
+    tasks = zip_tasks(recipe, recipe.train_seed, recipe.n_train)
+    edit = ZIP_EDITS[recipe.edit]
+    images = render_batch([t.source for t in tasks])
+    result = zip_train(HSpaceDenoiser(ddpm.unet, ddpm.scheduler), delta, clip, images,
+                       [edit.text_pair(t.source.category) for t in tasks], recipe.train, progress=progress)
+    log = CSVLog(workdir / "loss.csv", ["step", "loss"], fresh=True)
+    per_log = result.steps // max(1, len(result.losses))
+    for k, value in enumerate(result.losses):
+        log.write([(k + 1) * per_log, f"{value:.5f}"])
+    log.close()
+    atomic_save({"model": result.delta.state_dict(), "step": result.steps, "minutes": result.seconds / 60,
+                 "config": {"method": recipe.method, "edit": recipe.edit, "base": recipe.base,
+                            "config": asdict(recipe.train)}},
+                workdir / "checkpoint.pt")
+    return result.steps, result.seconds / 60
+
+
+def export_zip(name: str, workdir: Path | None = None, weights_dir: Path | None = None,
+               manifest_path: Path | None = None, n_heldout: int = 24, progress: bool = True) -> dict:
+    """Ship a trained delta-h module (fp16) after grading it *as shipped* on ``n_heldout`` garments of
+    :data:`ZIP_HELDOUT_SEED`: the oracle's (an extra: the extras judge's) success and the mean
+    |edit - source|, beside the plain reconstruction's."""
+    recipe = get_recipe(name)
+    workdir = _workdir(name, workdir)
+    state = read_checkpoint(workdir)
+    ddpm = load(recipe.base, profile="tiny", device="cpu")
+    shipped_state = {k: v.half().float() if v.is_floating_point() else v for k, v in state["model"].items()}
+    delta = build_zip_delta(recipe, ddpm, shipped_state.get("reference"))
+    delta.load_state_dict(shipped_state, strict=True)
+    model = HSpaceDenoiser(ddpm.unet, ddpm.scheduler)
+    batch = render_tasks(zip_tasks(recipe, ZIP_HELDOUT_SEED, n_heldout))
+    oracle = load("garments-oracle", device="cpu")
+    judge = load("garments-extras-judge", device="cpu") if ZIP_EDITS[recipe.edit].edit.attribute == "extra" else None
+    edited = zip_edit(model, batch.images, delta, recipe.train)
+    scores = score_edits(batch, edited, oracle, OraclePerceptual(oracle), judge)
+    plain = score_edits(batch, zip_edit(model, batch.images, None, recipe.train), oracle, OraclePerceptual(oracle), judge)
+    metrics = {"success": round(float(scores["success"].mean()), 4),
+               "success_without_delta": round(float(plain["success"].mean()), 4),
+               "mean_abs_change": round(float((edited - batch.images).abs().mean()), 4),
+               "heldout": f"{n_heldout} garments of seed {ZIP_HELDOUT_SEED} the edit changes; 40 DDIM steps"}
+    record = training_record(name, state, workdir, recipe.train.batch_size, recipe.train_seed,
+                             f"{recipe.n_train} in-domain garments of seed {recipe.train_seed} the edit changes")
+    record.update(base=recipe.base, edit=recipe.edit, method=recipe.method, metrics=metrics)
+    if recipe.method == "zip":
+        record["reference_prompt"] = ZIP_EDITS[recipe.edit].reference_prompt
+    return ship(name, shipped_state, {"base": recipe.base, "edit": recipe.edit, "method": recipe.method,
+                                      "config": asdict(recipe.train)}, record, workdir, weights_dir, manifest_path)

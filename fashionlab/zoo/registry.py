@@ -58,10 +58,13 @@ REGISTRY: dict[str, ZooEntry] = {
             "hub_id=..., and PixelDenoiser splits its output."
         ),
     ),
-    "garments-clip-s": ZooEntry("garments-clip-s", "clip", "ViT-B-16 (openai)", None,
-                                "Tiny open_clip model trained on Garments of every style and extra; full: ViT-B-16."),
-    "garments-clip-b": ZooEntry("garments-clip-b", "clip", "ViT-B-16 (openai)", None,
-                                "Larger tiny CLIP for the model-size ablation of 000 (Table 4); full: ViT-B-16."),
+    "garments-clip-s": ZooEntry("garments-clip-s", "clip", "ViT-B-16-quickgelu (openai)", None,
+                                "Tiny open_clip model trained on Garments of every style and extra; full: ViT-B-16 "
+                                "with OpenAI's weights (QuickGELU config)."),
+    "garments-clip-b": ZooEntry("garments-clip-b", "clip", "ViT-B-32 (laion2b_s34b_b79k)", None,
+                                "Larger tiny CLIP for the model-size ablation of 000 (Table 4) and the independent "
+                                "judge of CLIP scores; full: ViT-B-32 trained on LAION-2B, a different model from the "
+                                "guide's."),
     "garments-oracle": ZooEntry("garments-oracle", "oracle", None, None,
                                 "Independent small-ResNet attribute classifier that grades edits (never guides)."),
     "garments-parser": ZooEntry("garments-parser", "parser", None, None,
@@ -85,6 +88,15 @@ REGISTRY: dict[str, ZooEntry] = {
         "its base. full: no shipped counterpart; fine-tune the full base with fashionlab.methods.diffusionclip.",
         base="garments-ddpm-64")
        for edit in ("striped", "sketch", "pocket")},
+    **{f"garments-{method}-{edit}": ZooEntry(
+        f"garments-{method}-{edit}", "zip-delta", None, None,
+        (f"ZIP's attribute encoder for '{edit}' (chapter 10): the trainable last five layers of garments-ddpm-64's "
+         "encoder, with the reference image they encode" if method == "zip" else
+         f"Asyrp's DeltaBlock for '{edit}' (chapter 10, ZIP's text-only baseline)")
+        + ", trained on garments-ddpm-64's h-space. full: no shipped counterpart; train one on the full base with "
+          "fashionlab.methods.zip.train.",
+        base="garments-ddpm-64")
+       for method in ("zip", "asyrp") for edit in ("striped", "blue", "long-sleeve", "pocket", "logo", "belt")},
     "garments-vae": ZooEntry(
         "garments-vae", "vae", "CompVis/stable-diffusion-v1-4", ("vae",),
         "KL autoencoder (diffusers AutoencoderKL), 64 px <-> 16 x 16 x 4 latents, trained on Garments of every "
