@@ -28,10 +28,14 @@ def small_unet(out_channels: int = 3) -> UNet2DModel:
 
 @pytest.mark.parametrize("out_channels", [3, 6])
 def test_full_loader_reads_the_hub_layout(tmp_path, full_profile, out_channels):
-    """The 'full' code path on a random model of the same class and layout as the hub checkpoint."""
+    """The 'full' code path on a random model of the same class and layout as the hub checkpoint:
+    google/ddpm-celebahq-256 is flat (config.json, diffusion_pytorch_model.bin and
+    scheduler_config.json at its root; diffusers' own examples load it with no subfolder)."""
     unet = small_unet(out_channels)
-    unet.save_pretrained(tmp_path / "unet")
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "scheduler")
+    unet.save_pretrained(tmp_path, safe_serialization=False)
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"config.json", "diffusion_pytorch_model.bin", "scheduler_config.json"}
+    assert registry.entry("garments-ddpm-64").full_subfolders is None
     model = loaders.load_pixel_ddpm("garments-ddpm-64", source=tmp_path, device="cpu")
     assert model.profile == "full" and model.image_size == 16
     x = torch.randn(1, 3, 16, 16)

@@ -48,7 +48,7 @@ REGISTRY: dict[str, ZooEntry] = {
         name="garments-ddpm-64",
         kind="pixel-ddpm",
         full_hub_id="google/ddpm-celebahq-256",
-        full_subfolders=("unet", "scheduler"),
+        full_subfolders=None,  # flat: config.json, diffusion_pytorch_model.bin, scheduler_config.json at the root
         description=(
             "The 'off-the-shelf' unconditional pixel DDPM. tiny: a 4.3M-parameter UNet2DModel at 64x64 trained "
             "by recipe garments-ddpm-64 on in-domain Garments only. full: google/ddpm-celebahq-256 (Ho et al.'s "
