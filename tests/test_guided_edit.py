@@ -221,3 +221,10 @@ def test_blended_keeps_the_background_exactly(denoiser, alphas_cumprod):
         blended_diffusion.blended_edit(denoiser, alphas_cumprod, bundle, x, "a striped dress", mask[:1], cfg)
     with pytest.raises(ValueError, match="prompts must be"):
         blended_diffusion.blended_edit(denoiser, alphas_cumprod, bundle, x, ["a", "b", "c"], mask, cfg)
+
+
+def test_chapter_06_refuses_to_guide_a_face_model_with_a_garment_classifier(full_profile):
+    from fashionlab.experiments import ch06_guided_edit
+
+    with pytest.raises(ValueError, match="face model"):
+        ch06_guided_edit.load_edit_models("cpu")

@@ -79,7 +79,13 @@ class EditModels:
 
 
 def load_edit_models(device: str | torch.device | None = None) -> EditModels:
-    """The models of chapter 06, from the zoo, on ``device``."""
+    """The models of chapter 06, from the zoo, on ``device``. ``tiny`` profile only: under ``full``
+    the registered pixel DDPM is a 256-px *face* model, and a garment classifier must not guide it
+    (no maintained diffusers pixel model of clothes exists to pair with a catalogue classifier)."""
+    if config.get_profile() != "tiny":
+        raise ValueError("chapter 06 runs under the 'tiny' profile only: the 'full' pixel DDPM is a face model "
+                         "(google/ddpm-celebahq-256) and the attribute classifier is a garment model, so guiding one "
+                         "with the other would be meaningless; use_profile('tiny') first")
     device = config.get_device(device)
     ddpm = loaders.load("garments-ddpm-64", device=device)
     sup = loaders.load("garments-vit-sup-s", device=device)
