@@ -170,17 +170,23 @@ def apply_delta(unet: torch.nn.Module, delta: dict[str, torch.Tensor]) -> torch.
     return unet
 
 
+def _tiny_only(name: str, profile: str | None, why: str) -> registry.ZooEntry:
+    """The registry entry of ``name``, a model that exists only under ``tiny``; any other profile
+    raises ``ValueError("zoo model <name> <why>")``."""
+    profile = config.get_profile() if profile is None else profile
+    if profile != "tiny":
+        raise ValueError(f"zoo model {name!r} {why}")
+    return registry.entry(name)
+
+
 def load_pixel_ddpm_delta(name: str, profile: str | None = None, device: str | torch.device | None = None,
                           weights_dir: Path = registry.WEIGHTS_DIR,
                           manifest_path: Path = registry.MANIFEST_PATH) -> PixelDDPM:
     """A fine-tuned pixel DDPM shipped as an fp16 delta over its base (``ZooEntry.base``): the base,
     plus the delta, in fp32 and eval mode. Tiny profile only: a ``full`` fine-tune is made live on a
     GPU with :func:`fashionlab.methods.diffusionclip.finetune` (chapter 07), not shipped."""
-    entry = registry.entry(name)
-    profile = config.get_profile() if profile is None else profile
-    if profile != "tiny":
-        raise ValueError(f"zoo model {name!r} is a tiny-profile fine-tune of {entry.base!r}; under the 'full' profile "
-                         "fine-tune the full base yourself with fashionlab.methods.diffusionclip.finetune (chapter 07)")
+    entry = _tiny_only(name, profile, f"is a tiny-profile fine-tune of {registry.entry(name).base!r}; under the 'full' "
+                       "profile fine-tune the full base yourself with fashionlab.methods.diffusionclip.finetune (chapter 07)")
     base = load_pixel_ddpm(entry.base, "tiny", "cpu", weights_dir=weights_dir, manifest_path=manifest_path)
     delta, _ = registry.load_tiny_state(name, weights_dir, manifest_path)
     unet = apply_delta(base.unet, delta).to(config.get_device(device)).eval()
@@ -208,11 +214,8 @@ class HSpaceEdit:
 def load_zip_delta(name: str, profile: str | None = None, device: str | torch.device | None = None,
                    weights_dir: Path = registry.WEIGHTS_DIR, manifest_path: Path = registry.MANIFEST_PATH) -> HSpaceEdit:
     """A shipped ZIP attribute encoder or Asyrp DeltaBlock over its base DDPM. Tiny profile only."""
-    entry = registry.entry(name)
-    profile = config.get_profile() if profile is None else profile
-    if profile != "tiny":
-        raise ValueError(f"zoo model {name!r} is trained on the tiny {entry.base!r}; under the 'full' profile train "
-                         "one on the full base with fashionlab.methods.zip.train (chapter 10)")
+    entry = _tiny_only(name, profile, f"is trained on the tiny {registry.entry(name).base!r}; under the 'full' profile "
+                       "train one on the full base with fashionlab.methods.zip.train (chapter 10)")
     base = load_pixel_ddpm(entry.base, "tiny", "cpu", weights_dir=weights_dir, manifest_path=manifest_path)
     state, cfg = registry.load_tiny_state(name, weights_dir, manifest_path)
     settings = dict(cfg["config"])

@@ -775,16 +775,22 @@ def train_diffusionclip_recipe(recipe: DiffusionCLIPRecipe, workdir: str | Path,
     images = render_batch([t.source for t in tasks])
     result = finetune(ddpm.unet, ddpm.scheduler, clip, images, [edit.text_pair(t.source.category) for t in tasks],
                       recipe.train, progress=progress)
+    return _save_short_run(workdir, result.unet.state_dict(), result.losses, result.steps, result.seconds,
+                           {**asdict(recipe.train), "edit": recipe.edit, "base": recipe.base, "clip": recipe.clip,
+                            "train_seed": recipe.train_seed, "n_train": recipe.n_train})
+
+
+def _save_short_run(workdir: Path, state: dict, losses: list[float], steps: int, seconds: float,
+                    cfg: dict) -> tuple[int, float]:
+    """A minutes-long run's record: ``loss.csv`` (one row per logged window, at its last step) and
+    ``checkpoint.pt`` (the state, steps, minutes, config). Returns (steps, minutes)."""
     log = CSVLog(workdir / "loss.csv", ["step", "loss"], fresh=True)
-    per_log = result.steps // max(1, len(result.losses))
-    for k, value in enumerate(result.losses):
+    per_log = steps // max(1, len(losses))
+    for k, value in enumerate(losses):
         log.write([(k + 1) * per_log, f"{value:.5f}"])
     log.close()
-    atomic_save({"model": result.unet.state_dict(), "step": result.steps, "minutes": result.seconds / 60,
-                 "config": {**asdict(recipe.train), "edit": recipe.edit, "base": recipe.base, "clip": recipe.clip,
-                            "train_seed": recipe.train_seed, "n_train": recipe.n_train}},
-                workdir / "checkpoint.pt")
-    return result.steps, result.seconds / 60
+    atomic_save({"model": state, "step": steps, "minutes": seconds / 60, "config": cfg}, workdir / "checkpoint.pt")
+    return steps, seconds / 60
 
 
 FINGERPRINT_T, FINGERPRINT_SEED = 300, 0
@@ -879,16 +885,9 @@ def train_zip_recipe(recipe: ZIPRecipe, workdir: str | Path, progress: bool = Tr
     images = render_batch([t.source for t in tasks])
     result = zip_train(HSpaceDenoiser(ddpm.unet, ddpm.scheduler), delta, clip, images,
                        [edit.text_pair(t.source.category) for t in tasks], recipe.train, progress=progress)
-    log = CSVLog(workdir / "loss.csv", ["step", "loss"], fresh=True)
-    per_log = result.steps // max(1, len(result.losses))
-    for k, value in enumerate(result.losses):
-        log.write([(k + 1) * per_log, f"{value:.5f}"])
-    log.close()
-    atomic_save({"model": result.delta.state_dict(), "step": result.steps, "minutes": result.seconds / 60,
-                 "config": {"method": recipe.method, "edit": recipe.edit, "base": recipe.base,
-                            "config": asdict(recipe.train)}},
-                workdir / "checkpoint.pt")
-    return result.steps, result.seconds / 60
+    return _save_short_run(workdir, result.delta.state_dict(), result.losses, result.steps, result.seconds,
+                           {"method": recipe.method, "edit": recipe.edit, "base": recipe.base,
+                            "config": asdict(recipe.train)})
 
 
 def export_zip(name: str, workdir: Path | None = None, weights_dir: Path | None = None,
