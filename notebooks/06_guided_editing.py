@@ -29,6 +29,10 @@
 # 2. turn attention maps into a soft edit region and a background loss;
 # 3. run the CLIP-guided baseline and say where it fails;
 # 4. read an edit table: success, consistency, preservation and perceptual distance, with CIs.
+#
+# **Profiles.** This chapter runs `tiny` only. Under `full` the zoo's pixel DDPM is a 256-px *face*
+# model, and guiding it with a garment classifier would be meaningless, so `load_edit_models`
+# refuses it with that message.
 
 # %%
 # On Colab only (inert anywhere else): install this book's package at the book's version and choose
