@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -74,3 +75,77 @@ def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
         raise ValueError("claims must not be empty")
     return pd.DataFrame([(c.source, c.claim, c.measured, c.verdict) for c in claims],
                         columns=["source", "claim", "measured here", "verdict"])
+
+
+# ----------------------------------------------------------------------------------------
+# The reproduction report: every chapter's claims table, read back from its executed notebook
+# ----------------------------------------------------------------------------------------
+class _TableParser:
+    """The cells of the first HTML table in a string (pandas' ``to_html``), row by row."""
+
+    def __init__(self, html: str) -> None:
+        from html.parser import HTMLParser
+
+        rows: list[list[str]] = []
+        state = {"cell": None, "tables": 0}
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                if tag == "table":
+                    state["tables"] += 1
+                elif tag == "tr" and state["tables"] == 1:
+                    rows.append([])
+                elif tag in ("td", "th") and state["tables"] == 1 and rows:
+                    state["cell"] = []
+
+            def handle_endtag(self, tag):
+                if tag in ("td", "th") and state["cell"] is not None:
+                    rows[-1].append(" ".join("".join(state["cell"]).split()))
+                    state["cell"] = None
+
+            def handle_data(self, data):
+                if state["cell"] is not None:
+                    state["cell"].append(data)
+
+        Parser(convert_charrefs=True).feed(html)
+        self.rows = rows
+
+
+COLUMNS = ("source", "claim", "measured here", "verdict")
+
+
+def stored_claims(notebook: str | Path) -> pd.DataFrame:
+    """The claims table an executed chapter notebook (``.ipynb``) shows: the HTML output of its cell
+    that calls :func:`claims_table`, parsed back into a frame with :data:`COLUMNS`. Raises
+    ``ValueError`` if the notebook has no such output (not executed, or no claims table)."""
+    import json
+
+    path = Path(notebook)
+    cells = [c for c in json.loads(path.read_text())["cells"]
+             if c["cell_type"] == "code" and "claims_table(" in "".join(c["source"])]
+    for cell in reversed(cells):
+        for output in cell.get("outputs", []):
+            html = output.get("data", {}).get("text/html")
+            if html is None:
+                continue
+            rows = _TableParser("".join(html)).rows
+            header, body = rows[0], rows[1:]
+            if [h for h in header if h] != list(COLUMNS):
+                continue
+            return pd.DataFrame([r[-len(COLUMNS):] for r in body], columns=list(COLUMNS))
+    raise ValueError(f"{path.name} shows no claims table; execute it (make nb NB={path.with_suffix('.py')})")
+
+
+def reproduction_report(notebooks_dir: str | Path) -> pd.DataFrame:
+    """Every chapter's stored claims table, one row per claim, with its ``chapter`` (the notebook's
+    stem) in front; chapters without a claims table are skipped."""
+    frames = []
+    for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
+        try:
+            frame = stored_claims(path)
+        except ValueError:
+            continue
+        frames.append(frame.assign(chapter=path.stem)[["chapter", *COLUMNS]])
+    if not frames:
+        raise ValueError(f"no executed chapter with a claims table in {notebooks_dir}")
+    return pd.concat(frames, ignore_index=True)

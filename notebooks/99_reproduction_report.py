@@ -1,0 +1,95 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (fashionlab)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Reproduction report
+#
+# Every chapter ends with a table of its paper's claims beside what the chapter measured, each with
+# a verdict computed from the measurement. This page gathers those rows. It is generated, never typed:
+# it reads the claims table each chapter's executed notebook shows
+# (`fashionlab.eval.claims.reproduction_report`), so it changes when a chapter does.
+#
+# The verdicts: **reproduced** / **not reproduced** / **partly** for a paper's claim, **met** /
+# **not met** / **partly met** for a goal this book set itself, and **not tested here** where
+# nothing in the book can test a claim. Each claim's "(read: ...)" says how the chapter turned the
+# paper's words into a test; the chapters say where they deviate from the papers.
+#
+# Known defect: chapters 01-08 were executed with pandas' default column width, so their stored
+# tables cut long cells at 50 characters (ending "..."); the full sentences are in each chapter's
+# source, and re-executing those chapters lifts the cut.
+
+# %%
+# On Colab only (inert anywhere else): install this book's package at the book's version and choose
+# the profile. "full" needs a GPU runtime and a chapter with a full path (book/setup.md's table).
+import os
+import subprocess
+import sys
+
+PROFILE = "tiny"
+if "google.colab" in sys.modules:
+    REPOSITORY, VERSION = "https://github.com/fashionlab/fashionlab", "0.1.0"
+    for ref in (f"v{VERSION}", "main"):  # the release tag, else the main branch
+        pip = [sys.executable, "-m", "pip", "install", "-q", f"fashionlab @ git+{REPOSITORY}@{ref}"]
+        if subprocess.run(pip).returncode == 0:
+            break
+        print(f"could not install {ref}; trying the main branch")
+    os.environ["FASHIONLAB_PROFILE"] = PROFILE
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from fashionlab.eval.claims import reproduction_report
+from myst_nb import glue
+
+pd.set_option("display.max_colwidth", None)
+pd.set_option("display.max_rows", None)  # every claim, not the first and last five
+notebooks = Path("notebooks") if Path("notebooks").is_dir() else Path(".")
+report = reproduction_report(notebooks)
+counts = report.groupby(["chapter", "verdict"]).size().unstack(fill_value=0)
+display(counts)
+paper = report[report.verdict.isin(["reproduced", "not reproduced", "partly", "not tested here"])]
+goals = report[report.verdict.isin(["met", "not met", "partly met"])]
+glue("rep_n_claims", str(len(report)), display=False)
+glue("rep_n_chapters", str(report.chapter.nunique()), display=False)
+glue("rep_paper", str(len(paper)), display=False)
+glue("rep_reproduced", str(int((paper.verdict == "reproduced").sum())), display=False)
+glue("rep_not", str(int((paper.verdict == "not reproduced").sum())), display=False)
+glue("rep_partly", str(int((paper.verdict == "partly").sum())), display=False)
+glue("rep_goals", str(len(goals)), display=False)
+glue("rep_met", str(int((goals.verdict == "met").sum())), display=False)
+
+# %% [markdown]
+# {glue:text}`rep_n_chapters` chapters state {glue:text}`rep_n_claims` claims. Of the
+# {glue:text}`rep_paper` that are the papers', {glue:text}`rep_reproduced` are reproduced,
+# {glue:text}`rep_partly` partly and {glue:text}`rep_not` not; of the {glue:text}`rep_goals`
+# goals the book set itself, {glue:text}`rep_met` are met.
+
+# %%
+order = ["reproduced", "partly", "not reproduced", "met", "partly met", "not met", "not tested here"]
+colours = ["#2a9d8f", "#e9c46a", "#e76f51", "#8ab17d", "#f4a261", "#c1121f", "#adb5bd"]
+present = [v for v in order if v in counts.columns]
+ax = counts[present].plot.barh(stacked=True, figsize=(7, 3.6), color=[colours[order.index(v)] for v in present])
+ax.invert_yaxis(), ax.set_xlabel("claims"), ax.legend(fontsize=7, loc="lower right")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Every claim
+
+# %%
+report
