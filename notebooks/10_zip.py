@@ -173,7 +173,7 @@ glue("ch10_ratio", f"{ratio:.3f}", display=False)
 # With the trained pocket encoder the symmetric edit moves the final image by
 # {glue:text}`ch10_ratio` of what the asymmetric one does: most of it cancels, though less than the
 # per-step coefficients suggest, since the steps' changes add up along the trajectory (a random
-# $\Delta h$ the size of $h$ gives about 0.1 in the tests). Below $t \approx 100$ the two coefficients part (the symmetric one even changes sign), which
+# $\Delta h$ the size of $h$ stays under the tests' bound of 0.2). Below $t \approx 100$ the two coefficients part (the symmetric one even changes sign), which
 # is one reason both papers stop editing well before the end and leave the last steps to plain DDIM.
 #
 # ## 3. The attribute encoder and the references
