@@ -98,10 +98,60 @@ def test_hub_catalog_refuses_under_tiny(tiny_profile):
         C.load_hub_catalog()
 
 
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache of the test's own (huggingface_hub reads the constant per call)."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
 @pytest.mark.network_probe
-def test_hub_catalog_fails_fast_offline(full_profile):
+def test_hub_catalog_fails_fast_offline(full_profile, hf_cache):
     with pytest.raises(RuntimeError, match="cannot be reached"):
         C.load_hub_catalog()
+
+
+def _assert_catalogue(loaded: pd.DataFrame, written: pd.DataFrame, n: int) -> None:
+    assert len(loaded) == n
+    assert list(loaded.columns) == [*C.COLUMNS, "image"]
+    assert str(loaded["year"].dtype) == "Int64"
+    pd.testing.assert_frame_equal(loaded[list(C.COLUMNS)], written.iloc[:n][list(C.COLUMNS)].reset_index(drop=True),
+                                  check_dtype=False)
+    assert all(img.mode == "RGB" and img.size == (32, 32) for img in loaded["image"])
+
+
+def test_hub_catalog_reads_a_parquet_twin_from_a_folder(tmp_path, full_profile):
+    written = C.write_hub_layout(tmp_path / "twin", 60, seed=1, size=32)
+    assert written["year"].isna().any()  # seed 1 has a missing year: the float NaN must come back as <NA>
+    table = pd.read_parquet(tmp_path / "twin" / "data" / "train-00000-of-00001.parquet")
+    assert str(table["year"].dtype) == "float64" and set(table["image"][0]) == {"bytes", "path"}  # the hub's types
+    _assert_catalogue(C.load_hub_catalog(source=tmp_path / "twin"), written, 60)
+    _assert_catalogue(C.load_hub_catalog(source=tmp_path / "twin", limit=7), written, 7)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        C.load_hub_catalog(source=tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="no parquet files"):
+        C.load_hub_catalog(source=tmp_path)
+    with pytest.raises(ValueError, match="split must be one of"):
+        C.load_hub_catalog(split="test", source=tmp_path / "twin")
+    with pytest.raises(ValueError, match="limit must be a positive int"):
+        C.load_hub_catalog(source=tmp_path / "twin", limit=0)
+
+
+def test_hub_catalog_loads_offline_from_the_hugging_face_cache(tmp_path, full_profile, hf_cache, monkeypatch):
+    """A copy already in the cache loads with the hub unreachable (the probe is made to fail)."""
+    from fashionlab import config
+
+    revision = "0" * 40
+    repo = hf_cache / ("datasets--" + C.HUB_DATASET.replace("/", "--"))
+    written = C.write_hub_layout(repo / "snapshots" / revision, 12, seed=4, size=32)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(config, "hub_reachable", lambda url=None: False)
+    _assert_catalogue(C.load_hub_catalog(), written, 12)
 
 
 def test_article_types_are_singularised_in_display_names():

@@ -11,13 +11,14 @@ Columns (as in the Kaggle ``styles.csv``)::
 The metadata is drawn from each garment's spec with plausible correlations (season <-> sleeve,
 fabric and colour; usage <-> category; year <-> pattern trends), and about 3 % of rows miss a
 value (baseColour, season, year or usage), as rows of the real file do. :func:`write_kaggle_folder` writes ``styles.csv`` + ``images/{id}.jpg``;
-:func:`read_kaggle_folder` reads that layout back (real or ours), and :func:`load_hub_catalog`
+:class:`KaggleFolderDataset` reads that layout back (real or ours), and :func:`load_hub_catalog`
 reads the hub copy under the ``full`` profile.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,22 +233,84 @@ def square(image: Image.Image, size: int) -> Image.Image:
     return canvas.resize((size, size), Image.Resampling.BICUBIC)
 
 
-def load_hub_catalog(split: str = "train") -> pd.DataFrame:
-    """The hub copy (:data:`HUB_DATASET`, parquet) as a DataFrame with an ``image`` column of PIL images.
+HUB_SPLITS: tuple[str, ...] = ("train",)
+"""The splits of :data:`HUB_DATASET` (it has one)."""
 
-    ``full`` profile only; offline it fails at once with an actionable message.
+
+def _hub_parquet_files(folder: Path, split: str) -> list[Path]:
+    return sorted(folder.glob(f"data/{split}-*.parquet"))
+
+
+def _cached_hub_snapshot(split: str) -> Path | None:
+    """The local Hugging Face cache's snapshot of :data:`HUB_DATASET` if it holds ``split``'s files."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        local = Path(snapshot_download(HUB_DATASET, repo_type="dataset", local_files_only=True,
+                                       allow_patterns=[f"data/{split}-*.parquet"]))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        return None
+    return local if _hub_parquet_files(local, split) else None
+
+
+def load_hub_catalog(split: str = "train", source: str | Path | None = None, limit: int | None = None) -> pd.DataFrame:
+    """The hub copy (:data:`HUB_DATASET`, parquet) as a DataFrame with the :data:`COLUMNS` (``year``
+    a nullable integer) and an ``image`` column of PIL images.
+
+    ``full`` profile only. ``source`` is a local folder in the hub layout (``data/train-*.parquet``),
+    for example a pre-downloaded copy or the twin :func:`write_hub_layout` writes; otherwise the files
+    come from the local Hugging Face cache, else the hub (offline and uncached, this fails at once
+    with an actionable message). ``limit`` keeps the first rows only (decoding every image of the
+    44k-row catalogue takes a while).
     """
     if config.get_profile() != "full":
         raise RuntimeError("load_hub_catalog is for the 'full' profile; under 'tiny' use make_catalog() "
                            "or write_kaggle_folder() / KaggleFolderDataset")
-    config.require_hub(f"The dataset {HUB_DATASET}")
-    from huggingface_hub import snapshot_download  # only reached online
-    import io
+    if split not in HUB_SPLITS:
+        raise ValueError(f"split must be one of {HUB_SPLITS}, got {split!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+    if source is not None:
+        local = Path(source)
+        if not local.is_dir():
+            raise FileNotFoundError(f"source folder {local} does not exist")
+    else:
+        local = _cached_hub_snapshot(split)
+        if local is None:
+            config.require_hub(f"The dataset {HUB_DATASET}")
+            from huggingface_hub import snapshot_download  # only reached online
 
-    local = Path(snapshot_download(HUB_DATASET, repo_type="dataset", allow_patterns=[f"data/{split}-*.parquet"]))
-    files = sorted(local.glob(f"data/{split}-*.parquet"))
+            local = Path(snapshot_download(HUB_DATASET, repo_type="dataset",
+                                           allow_patterns=[f"data/{split}-*.parquet"]))
+    files = _hub_parquet_files(local, split)
     if not files:
-        raise FileNotFoundError(f"no parquet files for split {split!r} in {HUB_DATASET}")
+        raise FileNotFoundError(f"no parquet files data/{split}-*.parquet under {local}")
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    missing = [c for c in (*COLUMNS, "image") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{files[0]} lacks the catalogue columns {missing}; got {list(frame.columns)}")
+    if limit is not None:
+        frame = frame.iloc[:limit].reset_index(drop=True)
+    frame["year"] = frame["year"].astype("Int64")  # float with NaN in the parquet
     frame["image"] = [Image.open(io.BytesIO(cell["bytes"])).convert("RGB") for cell in frame["image"]]
+    return frame
+
+
+def write_hub_layout(folder: str | Path, n: int, seed: int = 0, domain: str = "in", size: int = 64,
+                     first_id: int = 10000) -> pd.DataFrame:
+    """Write ``n`` Garments items as ``folder/data/train-00000-of-00001.parquet`` in the layout and
+    column types of :data:`HUB_DATASET` (``year`` as float with NaN, ``image`` as a struct of JPEG
+    ``bytes`` and ``path``): the offline twin the ``full`` path is tested with. Returns the table."""
+    folder = Path(folder)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    frame = make_catalog(n, seed, domain, first_id)
+    images = []
+    for i, item_id in enumerate(frame["id"]):
+        buffer = io.BytesIO()
+        Image.fromarray(render(spec_for(seed, i, domain), size).image).save(buffer, format="JPEG", quality=95)
+        images.append({"bytes": buffer.getvalue(), "path": f"{item_id}.jpg"})
+    table = frame.astype({"year": "float64"})
+    table["image"] = images
+    table.to_parquet(folder / "data" / "train-00000-of-00001.parquet", index=False)
     return frame
