@@ -141,18 +141,10 @@ def test_full_profile_path_the_papers_setting_on_random_twins(tmp_path, full_pro
     """The chapter's `full` path, "face" -> "angry face" with a pixel DDPM in the hub layout of
     google/ddpm-celebahq-256 (flat: config.json, weights and scheduler_config.json at its root) and
     open_clip ViT-B-16-quickgelu: random-weight twins, one step."""
-    import open_clip
-    from safetensors.torch import save_file
+    from fashionlab.zoo import loaders, twins
 
-    from fashionlab.zoo import loaders
-
-    tiny_unet().save_pretrained(tmp_path / "ddpm", safe_serialization=False)
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "ddpm")
-    with config.seeded(0):
-        vit, _, _ = open_clip.create_model_and_transforms("ViT-B-16-quickgelu", pretrained=None)
-    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
-    ddpm = loaders.load("garments-ddpm-64", device="cpu", source=tmp_path / "ddpm")
-    bundle = loaders.load("garments-clip-s", device="cpu", pretrained=str(tmp_path / "vit.safetensors"))
+    ddpm = loaders.load("garments-ddpm-64", device="cpu", source=twins.ddpm_twin(tmp_path / "ddpm"))
+    bundle = loaders.load("garments-clip-s", device="cpu", pretrained=str(twins.clip_twin(tmp_path / "vit.safetensors")))
     assert ddpm.profile == bundle.profile == "full" and bundle.image_size == 224
     face = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     cfg = diffusionclip.DiffusionCLIPConfig(depth=300, inv_steps=3, gen_steps=2, test_gen_steps=3, batch_size=1,

@@ -297,6 +297,59 @@ def load_hub_catalog(split: str = "train", source: str | Path | None = None, lim
     return frame
 
 
+CATALOG_ATTRIBUTES: tuple[str, ...] = ("articleType", "baseColour", "gender", "season", "usage")
+"""The catalogue columns the ``full`` profile's AttributeNet predicts (chapter 05 under ``full``)."""
+
+
+@dataclass
+class CatalogLabels:
+    """Catalogue images with integer labels, shaped like a :class:`~fashionlab.data.garments.RenderCache`
+    for :func:`~fashionlab.train.attrnet.train_attrnet` and
+    :func:`~fashionlab.eval.classifiers.evaluate_attrnet`."""
+
+    images: torch.Tensor
+    """(N, size, size, 3) uint8 RGB, padded to square with the corner colour."""
+    attributes: torch.Tensor
+    """(N, len(names)) int64 class indices into ``classes[name]``; -1 where the value is missing or rare."""
+    names: tuple[str, ...]
+    classes: dict[str, tuple[str, ...]]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def num_classes(self) -> dict[str, int]:
+        return {a: len(self.classes[a]) for a in self.names}
+
+
+def catalog_labels(frame: pd.DataFrame, size: int = 224, attributes: tuple[str, ...] = CATALOG_ATTRIBUTES,
+                   classes: dict[str, tuple[str, ...]] | None = None, min_count: int = 20) -> CatalogLabels:
+    """Square ``size``-pixel images and class labels of a catalogue frame with an ``image`` column
+    (:func:`load_hub_catalog`). ``classes`` None: each attribute's classes are its values seen in at
+    least ``min_count`` rows (the real ``articleType`` has a long tail of one-off types; those rows
+    are masked, -1, for that attribute as missing values are). Pass the training split's ``classes``
+    to label a held-out split the same way."""
+    missing = [a for a in (*attributes, "image") if a not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks the columns {missing}")
+    if len(frame) == 0:
+        raise ValueError("frame has no rows")
+    if classes is None:
+        classes = {}
+        for a in attributes:
+            counts = frame[a][[_present(v) for v in frame[a]]].astype(str).value_counts()
+            classes[a] = tuple(sorted(counts[counts >= min_count].index))
+    for a in attributes:
+        if len(classes.get(a, ())) < 2:
+            raise ValueError(f"attribute {a!r} has {len(classes.get(a, ()))} classes with >= {min_count} rows; "
+                             "it needs at least 2 (more rows, or a lower min_count)")
+    index = {a: {c: k for k, c in enumerate(classes[a])} for a in attributes}
+    labels = torch.tensor([[index[a].get(str(v), -1) if _present(v) else -1 for a, v in zip(attributes, row)]
+                           for row in frame[list(attributes)].itertuples(index=False)], dtype=torch.int64)
+    images = torch.from_numpy(np.stack([np.asarray(square(img.convert("RGB"), size)) for img in frame["image"]]))
+    return CatalogLabels(images, labels, tuple(attributes), {a: tuple(classes[a]) for a in attributes})
+
+
 def write_hub_layout(folder: str | Path, n: int, seed: int = 0, domain: str = "in", size: int = 64,
                      first_id: int = 10000) -> pd.DataFrame:
     """Write ``n`` Garments items as ``folder/data/train-00000-of-00001.parquet`` in the layout and

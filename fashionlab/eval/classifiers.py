@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.catalog import CatalogLabels
 from ..data.garments import ATTRIBUTES, EXTRAS, PARTS, RenderCache, region_mask
 from ..data.transforms import noise_and_blur, to_model_input
 from ..metrics import expected_calibration_error
@@ -77,11 +78,14 @@ def evaluate_parser(model: torch.nn.Module, cache: RenderCache, batch_size: int 
 
 
 @torch.no_grad()
-def evaluate_attrnet(model: AttributeNet, cache: RenderCache, batch_size: int = 250) -> dict:
-    """Held-out accuracy per attribute (where it applies) and their mean; and, per attribute, the
-    share of its attention map inside the attribute's ground-truth region (the part map's region
-    of :func:`~fashionlab.data.garments.region_mask`, as the fraction of each patch it covers)
-    beside the share a uniform map would put there."""
+def evaluate_attrnet(model: AttributeNet, cache: RenderCache | CatalogLabels, batch_size: int = 250) -> dict:
+    """Held-out accuracy per attribute (where it applies) and their mean; and, for Garments renders
+    (which have part maps), per attribute the share of its attention map inside the attribute's
+    ground-truth region (the part map's region of :func:`~fashionlab.data.garments.region_mask`, as
+    the fraction of each patch it covers) beside the share a uniform map would put there. A
+    catalogue split (:class:`~fashionlab.data.catalog.CatalogLabels`) has no regions: accuracy only."""
+    names = getattr(cache, "names", ATTRIBUTES)
+    regions = hasattr(cache, "parts")
     model.eval()
     preds = {a: [] for a in model.attributes}
     mass = {a: [] for a in model.attributes}
@@ -89,20 +93,23 @@ def evaluate_attrnet(model: AttributeNet, cache: RenderCache, batch_size: int = 
     for start in range(0, len(cache), batch_size):
         sl = slice(start, start + batch_size)
         logits, maps = model(model.preprocess(to_model_input(cache.images[sl])))
-        parts = cache.parts[sl]
         for a in model.attributes:
             preds[a].append(logits[a].argmax(1))
-            grid = maps[a].shape[-1]
-            region = F.adaptive_avg_pool2d(region_mask(parts, a).float().unsqueeze(1), grid).squeeze(1)  # (B, g, g)
-            mass[a].append((maps[a] * region).sum(dim=(1, 2)))
-            uniform[a].append(region.mean(dim=(1, 2)))
-    out: dict = {"accuracy": {}, "attention_in_region": {}, "uniform_in_region": {}}
-    for k, a in enumerate(model.attributes):
-        truth = cache.attributes[:, ATTRIBUTES.index(a)]
+            if regions:
+                grid = maps[a].shape[-1]
+                region = F.adaptive_avg_pool2d(region_mask(cache.parts[sl], a).float().unsqueeze(1), grid).squeeze(1)
+                mass[a].append((maps[a] * region).sum(dim=(1, 2)))
+                uniform[a].append(region.mean(dim=(1, 2)))
+    out: dict = {"accuracy": {}}
+    if regions:
+        out.update(attention_in_region={}, uniform_in_region={})
+    for a in model.attributes:
+        truth = cache.attributes[:, names.index(a)]
         keep = truth >= 0
         out["accuracy"][a] = round(float((torch.cat(preds[a])[keep] == truth[keep]).float().mean()), 4)
-        out["attention_in_region"][a] = round(float(torch.cat(mass[a])[keep].mean()), 4)
-        out["uniform_in_region"][a] = round(float(torch.cat(uniform[a])[keep].mean()), 4)
+        if regions:
+            out["attention_in_region"][a] = round(float(torch.cat(mass[a])[keep].mean()), 4)
+            out["uniform_in_region"][a] = round(float(torch.cat(uniform[a])[keep].mean()), 4)
     out["mean_accuracy"] = round(sum(out["accuracy"].values()) / len(out["accuracy"]), 4)
     out["n_heldout"] = len(cache)
     return out

@@ -55,19 +55,27 @@ class AttributeNet(nn.Module):
     """ViT patch tokens -> attention pooling -> one linear classifier per attribute.
 
     ``backbone`` is an open_clip ``VisionTransformer`` (the tiny CLIP's image tower, or one of the
-    same shape); its patch tokens are read with ``output_tokens``.
+    same shape); its patch tokens are read with ``output_tokens``. ``attributes`` and
+    ``num_classes`` default to the Garments attributes; the ``full`` profile's catalogue classifier
+    passes the catalogue's (:func:`fashionlab.data.catalog.catalog_labels`).
     """
 
     def __init__(self, backbone: nn.Module, heads: int = 4, attributes: tuple[str, ...] = ATTRIBUTES,
-                 backbone_init: str = "pretrained") -> None:
+                 backbone_init: str = "pretrained", num_classes: dict[str, int] | None = None) -> None:
         super().__init__()
+        num_classes = NUM_CLASSES if num_classes is None else num_classes
+        missing = [a for a in attributes if a not in num_classes]
+        if missing:
+            raise ValueError(f"num_classes lacks the attributes {missing}")
+        if any(not isinstance(num_classes[a], int) or num_classes[a] < 2 for a in attributes):
+            raise ValueError(f"every attribute needs at least 2 classes, got {dict(num_classes)}")
         self.backbone = backbone
         self.backbone_init = backbone_init
         """Where the backbone's weights came from (``random`` trains it at the full learning rate)."""
-        self.attributes = attributes
+        self.attributes = tuple(attributes)
         width = backbone.transformer.width
         self.pool = AttentionPooler(width, len(attributes), heads)
-        self.heads = nn.ModuleDict({a: nn.Linear(width, NUM_CLASSES[a]) for a in attributes})
+        self.heads = nn.ModuleDict({a: nn.Linear(width, num_classes[a]) for a in attributes})
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (B, 3, H, W) -> the CLIP-normalised input of the backbone
