@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test unit nbval nbval-portable sync-check book linkcheck nb notebooks clean
+.PHONY: install test unit nbval nbval-portable sync-check book check-book linkcheck nb notebooks clean
 
 $(STAMP): requirements.txt constraints-book.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,8 +43,34 @@ nbval-portable: $(STAMP)
 sync-check: $(STAMP)
 	$(PY) -m pytest -q tests/test_notebooks_paired.py
 
-book: $(STAMP)
+# The book serves its own pinned MathJax (SVG output: no web fonts, so maths renders from disk and
+# offline). npm fetches the release tarball; its sha256 is checked before anything is unpacked.
+MATHJAX_VERSION := 3.2.2
+MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
+MATHJAX := book/_static/mathjax/tex-svg.js
+
+$(MATHJAX):
+	rm -rf _build/mathjax-pack && mkdir -p _build/mathjax-pack book/_static/mathjax
+	cd _build/mathjax-pack && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null
+	echo "$(MATHJAX_SHA256)  _build/mathjax-pack/mathjax-$(MATHJAX_VERSION).tgz" | sha256sum -c --quiet
+	tar -xzf _build/mathjax-pack/mathjax-$(MATHJAX_VERSION).tgz -C _build/mathjax-pack
+	cp -r _build/mathjax-pack/package/es5/. _build/mathjax-pack/package/LICENSE book/_static/mathjax/
+	cd book/_static/mathjax && rm -rf sre output/chtml output/chtml.js latest.js node-main.js mml-*.js \
+		tex-chtml*.js tex-mml-*.js tex-svg-full.js
+	rm -rf _build/mathjax-pack
+
+book: $(STAMP) $(MATHJAX)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# Headless Chromium opens every page of the built book from disk (see tests/check_book.py); run by
+# .ci/run after `make test`. As root it installs Debian's chromium if it is missing.
+check-book: $(STAMP) $(MATHJAX)
+	command -v chromium >/dev/null || (test "$$(id -u)" = 0 && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		(echo "check-book needs chromium: apt-get install chromium" && exit 2)
+	FASHIONLAB_CHECK_BOOK=1 $(PY) -m pytest -q tests/test_check_book.py
+	test -f _build/html/index.html || $(MAKE) book
+	$(PY) -m tests.check_book _build/html --toc _toc.yml --screenshots _build/screenshots
 
 # The book's external links (needs the network; the weekly scheduled workflow runs it).
 linkcheck: $(STAMP)

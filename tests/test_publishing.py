@@ -121,3 +121,18 @@ def test_the_package_accepts_colabs_ipywidgets_7():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     (spec,) = [d for d in deps if d.startswith("ipywidgets")]
     assert spec == "ipywidgets>=7.6", "Colab ships ipywidgets 7.x; the editor's widgets all exist since 7.6"
+
+
+def test_ci_checks_the_rendered_book_with_the_pinned_local_mathjax():
+    run = (ROOT / ".ci" / "run").read_text()
+    assert run.index("make test") < run.index("make check-book")
+    steps = [s.get("run", "") for s in workflow("ci.yml")["jobs"]["test"]["steps"]]
+    assert "make check-book" in steps
+    makefile = (ROOT / "Makefile").read_text()
+    version = re.search(r"^MATHJAX_VERSION := (\S+)$", makefile, re.M).group(1)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)  # an exact release, never "latest"
+    assert re.search(r"^MATHJAX_SHA256 := [0-9a-f]{64}$", makefile, re.M)
+    sphinx = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert sphinx["mathjax_path"] == "mathjax/tex-svg.js" and sphinx["html_static_path"] == ["book/_static"]
+    for target in ("book", "check-book"):  # both unpack the pinned copy first
+        assert re.search(rf"^{target}: .*\$\(MATHJAX\)", makefile, re.M), target
