@@ -96,6 +96,12 @@ def test_attribute_encoder_starts_at_zero_and_holds_only_its_five_layers(ddpm):
     clean = Z.ZIPDelta(encoder, reference, ddpm.scheduler.alphas_cumprod, reference_t="clean")
     with torch.no_grad():
         assert torch.equal(clean(space, 700), clean(space, 100))
+        # with_reference shares the encoder and equals a fresh construction
+        assert torch.equal(delta.with_reference(reference_t="clean")(space, 700), clean(space, 700))
+        other = randn(1, 3, 64, 64, seed=9).clamp(-1, 1)
+        assert torch.equal(delta.with_reference(other)(space, 300),
+                           Z.ZIPDelta(encoder, other, ddpm.scheduler.alphas_cumprod)(space, 300))
+    assert delta.with_reference(other).encoder is encoder
     assert set(delta.state_dict()) >= {"reference", "reference_noise"} and "alphas_cumprod" not in delta.state_dict()
     for p in ddpm.unet.parameters():
         assert p.requires_grad is False or p.grad is None

@@ -41,7 +41,8 @@ from ..diffusion.core import PixelDenoiser
 from ..eval.edits import TaskBatch, render_tasks, score_edits
 from ..methods import diffusionclip
 from ..methods import zip as Z
-from ..metrics import OraclePerceptual, bootstrap_ci, frechet_distance, inception_score, kernel_inception_distance
+from ..metrics import (OraclePerceptual, bootstrap_ci, frechet_distance, inception_score, kernel_inception_distance,
+                       oracle_features)
 from ..models.clip import encode_text
 from ..zoo import loaders
 from ..zoo.recipes import RECIPES, ZIP_HELDOUT_SEED, ZIP_TRAIN_SEED, build_zip_delta, zip_reference, zip_tasks
@@ -150,7 +151,7 @@ def clip_scores(guide, independent, edit: Z.ZIPEdit) -> Callable[[TaskBatch, tor
 def distribution_scores(edited: torch.Tensor, ideal: torch.Tensor, oracle, seed: int = 0) -> dict:
     """IS of the oracle's category softmax over ``edited``; KID and FID of the oracle's features of
     ``edited`` against the ideal edits ``ideal``, each with a bootstrap interval over images."""
-    features = loaders_features(oracle)
+    features = oracle_features(oracle)
     fe, fi = features(edited).double(), features(ideal).double()
     with torch.no_grad():
         probs = F.softmax(oracle(edited)["category"].double(), dim=-1)
@@ -161,10 +162,9 @@ def distribution_scores(edited: torch.Tensor, ideal: torch.Tensor, oracle, seed:
         return kernel_inception_distance(a, b, subsets=10, subset_size=min(len(a), len(b)) // 2,
                                          generator=torch.Generator().manual_seed(seed))
 
-    out = {"inception_score": _r(inception_score(probs)), "kid": _r(kid(fe, fi)), "fid": _r(frechet_distance(fe, fi))}
-    for name, statistic in (("inception_score", lambda p: inception_score(p)),):
-        _, lo, hi = bootstrap_ci(statistic, probs, rounds=200, generator=gen)
-        out[f"{name}_ci"] = [_r(lo), _r(hi)]
+    score, lo, hi = bootstrap_ci(inception_score, probs, rounds=200, generator=gen)
+    out = {"inception_score": _r(score), "inception_score_ci": [_r(lo), _r(hi)], "kid": _r(kid(fe, fi)),
+           "fid": _r(frechet_distance(fe, fi))}
     # paired resampling: the same garments on both sides
     kids, fids = [], []
     for _ in range(100):
@@ -175,12 +175,6 @@ def distribution_scores(edited: torch.Tensor, ideal: torch.Tensor, oracle, seed:
         values = torch.tensor(values)
         out[f"{name}_ci"] = [_r(values.quantile(0.025)), _r(values.quantile(0.975))]
     return out
-
-
-def loaders_features(oracle):
-    from ..metrics import oracle_features
-
-    return oracle_features(oracle)
 
 
 class SharedInversion:
@@ -305,10 +299,7 @@ def run_ablation(out: Path, progress: bool = True) -> dict:
         inverted = SharedInversion(model, shipped.config)
         for label, change in ABLATIONS.items():
             cfg = replace(shipped.config, **change)
-            delta = shipped.delta
-            if cfg.reference_t != shipped.config.reference_t:
-                delta = Z.ZIPDelta(shipped.delta.encoder, shipped.delta.reference, ddpm.alphas_cumprod,
-                                   reference_t=cfg.reference_t)
+            delta = shipped.delta.with_reference(reference_t=cfg.reference_t)
             methods[f"ZIP, {label}"] = _timed(lambda batch, g, delta=delta, cfg=cfg: Z.edit(
                 model, batch.images, delta, cfg, latents=inverted(batch)), inverted)
         _run_records(out, data, edit_name, methods, batch, ideal, models, progress)

@@ -178,9 +178,16 @@ class ZIPDelta(nn.Module):
             raise ValueError(f"reference_t must be one of {REFERENCE_MODES}, got {reference_t!r}")
         self.encoder = encoder
         self.reference_t = reference_t
+        self.seed = seed
         self.register_buffer("reference", reference.detach().clone().float())
         self.register_buffer("reference_noise", torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed)))
         self.register_buffer("alphas_cumprod", alphas_cumprod.detach().clone().float(), persistent=False)
+
+    def with_reference(self, reference: torch.Tensor | None = None, reference_t: str | None = None) -> "ZIPDelta":
+        """The same trained encoder with another reference image (a user's own) and/or another
+        reading of it (``"noised"`` / ``"clean"``); the noise draw comes from the same seed."""
+        return ZIPDelta(self.encoder, self.reference if reference is None else reference, self.alphas_cumprod,
+                        self.reference_t if reference_t is None else reference_t, self.seed)
 
     def reference_at(self, t: int) -> torch.Tensor:
         """The reference as E_A sees it at step t."""
