@@ -50,6 +50,8 @@ MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c
 MATHJAX := book/_static/mathjax/tex-svg.js
 
 $(MATHJAX):
+	@command -v npm >/dev/null || (echo "the book serves a pinned MathJax, fetched with npm: install Node.js "\
+		"and npm (apt-get install npm), then run make book again" && exit 2)
 	rm -rf _build/mathjax-pack && mkdir -p _build/mathjax-pack book/_static/mathjax
 	cd _build/mathjax-pack && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null
 	echo "$(MATHJAX_SHA256)  _build/mathjax-pack/mathjax-$(MATHJAX_VERSION).tgz" | sha256sum -c --quiet
