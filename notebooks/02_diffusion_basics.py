@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -73,6 +73,7 @@ from fashionlab.train.ddpm import DDPMTrainConfig, train_ddpm
 from fashionlab.zoo import recipes
 from myst_nb import glue
 
+pd.set_option("display.max_colwidth", None)  # the claims table's sentences in full
 device = config.get_device()
 print("profile:", config.get_profile(), "| device:", device.type)
 
@@ -88,7 +89,7 @@ print("profile:", config.get_profile(), "| device:", device.type)
 # The whole schedule is the curve $\bar\alpha_t$; diffusers stores it as `alphas_cumprod`. A
 # useful way to read it is the signal-to-noise ratio $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$.
 
-# %%
+# %% mystnb={"figure": {"caption": "The forward process: three garments noised to increasing levels t in one jump.", "name": "fig-ch02-forward"}, "image": {"alt": "Three rows of eight images; each row starts from a clean garment at t = 0 and becomes pure noise by t = 999."}}
 scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
 alphas_cumprod = scheduler.alphas_cumprod
 x0 = garments.render_batch([garments.spec_for(1, i) for i in range(3)], 64)
@@ -102,7 +103,7 @@ for image in x0:
 fig = image_grid(noisy, ncols=len(levels), titles=[f"t = {t}" for t in levels] * 3, cell=1.1)
 plt.show()
 
-# %%
+# %% mystnb={"figure": {"caption": "The linear schedule read two ways: the signal kept, and the signal-to-noise ratio on a log scale.", "name": "fig-ch02-schedule"}, "image": {"alt": "Left, alpha-bar falling from 1 to near 0 over t; right, the signal-to-noise ratio falling over many orders of magnitude, with the level where it crosses 1 marked."}}
 snr = alphas_cumprod / (1 - alphas_cumprod)
 t_half = int((snr < 1).nonzero()[0])
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
@@ -153,7 +154,7 @@ live_log = pd.read_csv(live_dir / "loss.csv")
 # NBVAL_IGNORE_OUTPUT
 print(f"{live.steps} steps in {live_seconds:.0f} s; loss {live_log.loss.iloc[0]:.3f} -> {live_log.loss.iloc[-1]:.3f}")
 
-# %%
+# %% mystnb={"figure": {"caption": "The training loss of the live run (a small UNet at 32 pixels, 200 steps).", "name": "fig-ch02-live-loss"}, "image": {"alt": "A falling loss curve on a log scale over 200 training steps, steep at first and then flattening."}}
 print("loss fell by more than half:", bool(live_log.loss.iloc[-1] < 0.5 * live_log.loss.iloc[0]))
 fig, ax = plt.subplots(figsize=(5, 2.6))
 ax.plot(live_log.step, live_log.loss, marker=".")
@@ -186,7 +187,7 @@ if record:
                        "ch02_roundtrip": f"{shipped['ddim_roundtrip_psnr_db']:.1f}"}.items():
         glue(key, str(value), display=False)
 
-# %%
+# %% mystnb={"figure": {"caption": "The training loss of the shipped garments-ddpm-64, from its recipe's log.", "name": "fig-ch02-shipped-loss"}, "image": {"alt": "A loss curve on a log scale over the whole training run of the shipped model, flattening early."}}
 if model.profile == "tiny":
     shipped_log = pd.read_csv(card["loss_log"])
     fig, ax = plt.subplots(figsize=(5, 2.6))
@@ -230,7 +231,7 @@ pd.DataFrame(rows)
 pd.DataFrame([{"sampler": n, "steps": s, "seconds per image": f"{seconds[(n, s)] / n_samples:.3f}"}
               for n, _, s in runs])
 
-# %%
+# %% mystnb={"figure": {"caption": "The same starting noise through DDIM with 10, 25 and 50 steps and through DDPM with 100 steps.", "name": "fig-ch02-samplers"}, "image": {"alt": "Four rows of eight generated garments; the three DDIM rows show the same garments at increasing step counts, the DDPM row different ones."}}
 shown = []
 for key in outputs:
     shown += list(outputs[key][:8])
@@ -266,7 +267,7 @@ plt.show()
 # $P_t$ settles: coarse shape first, then colour, then texture. Every guidance method in this book
 # evaluates its loss on $P_t$, so when $P_t$ becomes meaningful is when guidance can act.
 
-# %%
+# %% mystnb={"figure": {"caption": "One DDIM trajectory: the noisy image x_t (top) and the predicted clean image P_t (bottom) at eight steps.", "name": "fig-ch02-trajectory"}, "image": {"alt": "Two rows of eight images: the top row goes from noise to a garment, the bottom row shows the model's prediction of the clean garment at the same steps."}}
 traj = core.sample(denoiser, x_T[:2], core.even_grid(999, 50), alphas_cumprod, return_trajectory=True)
 picks = [0, 5, 10, 15, 20, 30, 40, 49]
 grid_50 = core.even_grid(999, 50)
@@ -347,7 +348,7 @@ psnr_table = pd.DataFrame(
 )
 psnr_table.round(1)
 
-# %%
+# %% mystnb={"figure": {"caption": "DDIM round-trip PSNR for each pair of inversion and generation step counts, at three return steps t0.", "name": "fig-ch02-inversion-psnr"}, "image": {"alt": "Three 3 by 3 heat maps of PSNR in decibels, one per return step, with the value printed in each cell."}}
 fig, axes = plt.subplots(1, 3, figsize=(10, 2.9), sharey=True)
 for ax, t0 in zip(axes, (300, 500, 999)):
     block = psnr_table.loc[t0].to_numpy()
@@ -387,7 +388,7 @@ ef_error = float((replay - held[:3]).abs().max())
 print(f"edit-friendly replay: max |x0_rec - x0| < 1e-6: {ef_error < 1e-6}  (tests require <= 1e-4)")
 print(f"DDIM inversion on the same 50-step grid: PSNR {float(psnr(ddim_50.clamp(-1, 1), held[:3]).mean()):.1f} dB")
 
-# %%
+# %% mystnb={"figure": {"caption": "Edit-friendly DDPM inversion: the mean and standard deviation of its noise maps z_t at each step, and one map.", "name": "fig-ch02-edit-friendly-z"}, "image": {"alt": "Left, the mean and standard deviation of the z maps at every reverse step, with a reference line at 1; right, one z map shown as coloured noise."}}
 z = torch.stack(ef.zs).cpu()  # (steps, B, 3, H, W), top step first
 z_std = z.flatten(1).std(dim=1).numpy()
 z_mean = z.flatten(1).mean(dim=1).numpy()
@@ -459,12 +460,83 @@ claims_table([
 # %% [markdown]
 # ## Exercises
 #
-# 1. Change `eps_at="lower"` to `"higher"` in `inversion.ddim_invert` (diffusers' convention) and
-#    redo the $t_0 = 999$ row of the PSNR table. Which is better, and why does it matter most at
-#    small $S_\text{inv}$?
-# 2. Sample with $\eta = 0.5$ at 50 steps from the same $x_T$. Where do the samples sit between the
-#    DDIM and DDPM rows?
-# 3. The live run used 32 px and 200 steps. Double the steps and plot the loss of both runs. Why
-#    does the loss curve say so little about sample quality?
-# 4. In the edit-friendly inversion, replace the stored $z_t$ of the *first* ten steps by fresh
-#    noise and replay. What stays and what changes? Relate it to the $P_t$ trajectory of section 4.
+# Solutions are folded; a teacher can strip every `:::{admonition}` block with the class `dropdown`.
+#
+# **1.** Change `eps_at="lower"` to `"higher"` in `inversion.ddim_invert` (diffusers' convention) and
+# redo the $t_0 = 999$ row of the PSNR table. Which is better, and why does it matter most at
+# small $S_\text{inv}$?
+#
+# :::{admonition} Solution
+# :class: dropdown
+# ```python
+# for eps_at in ("lower", "higher"):
+#     for s_inv in step_counts:
+#         x_t0 = inversion.ddim_invert(denoiser, held, core.diffusionclip_grid(999, s_inv)[1:], alphas_cumprod,
+#                                      eps_at=eps_at).x_t
+#         rec = inversion.ddim_generate(denoiser, x_t0, core.diffusionclip_grid(999, 40), alphas_cumprod)
+#         print(eps_at, s_inv, round(float(psnr(rec.clamp(-1, 1), held).mean()), 1))
+# ```
+# DDIM inversion assumes $\epsilon_\theta(x_t, t) \approx \epsilon_\theta(x_{t-1}, t-1)$: each step must
+# use a noise estimate it does not have yet. Whichever end of the step you evaluate at, the error
+# per step grows with the step's size, so the two conventions differ most when $S_\text{inv}$ is small
+# and each step spans many timesteps; with 40 or more steps both approach the same latent. Read the
+# winner off your table rather than from this text.
+# :::
+#
+# **2.** Sample with $\eta = 0.5$ at 50 steps from the same $x_T$. Where do the samples sit between the
+# DDIM and DDPM rows?
+#
+# :::{admonition} Solution
+# :class: dropdown
+# ```python
+# half = core.sample(denoiser, x_T, core.even_grid(999, 50), alphas_cumprod, eta=0.5,
+#                    generator=config.make_generator(2)).x0.clamp(-1, 1).cpu()
+# image_grid(list(outputs[("DDIM", 50)]) + list(half) + list(outputs[("DDPM", 100)]), ncols=8,
+#            row_labels=["eta 0", "eta 0.5", "eta 1"])
+# ```
+# With $\eta = 0.5$ each step injects fresh noise of a quarter of DDPM's variance, so the samples
+# drift away from DDIM's deterministic outcome: the coarse layout, decided at the first steps, tends
+# to survive while details differ. Compare `(half - outputs[("DDIM", 50)]).abs().mean()` with the
+# same distance for the DDPM row to put a number on "between".
+# :::
+#
+# **3.** The live run used 32 px and 200 steps. Double the steps and plot the loss of both runs. Why
+# does the loss curve say so little about sample quality?
+#
+# :::{admonition} Solution
+# :class: dropdown
+# ```python
+# from dataclasses import replace
+#
+# long_dir = Path(tempfile.mkdtemp())
+# long_unet = UNet2DModel.from_config(live_unet.config)  # the same architecture, freshly initialised
+# train_ddpm(long_unet, scheduler, sampler, replace(live_cfg, total_steps=400), long_dir, progress=False)
+# long_log = pd.read_csv(long_dir / "loss.csv")
+# plt.plot(live_log.step, live_log.loss, label="200 steps")
+# plt.plot(long_log.step, long_log.loss, label="400 steps"); plt.yscale("log"); plt.legend()
+# ```
+# The loss averages $\lVert\epsilon - \epsilon_\theta\rVert^2$ over uniformly drawn $t$. At large $t$ the
+# best guess of $\epsilon$ is almost $x_t$ itself, so most of the loss is easy and fixed early; the
+# small-$t$ terms that decide fine detail are a small share of the mean. The curve flattens while
+# the samples still improve, which is why the book grades models by what they generate.
+# :::
+#
+# **4.** In the edit-friendly inversion, replace the stored $z_t$ of the *first* ten steps by fresh
+# noise and replay. What stays and what changes? Relate it to the $P_t$ trajectory of section 4.
+#
+# :::{admonition} Solution
+# :class: dropdown
+# ```python
+# import dataclasses
+#
+# gen = config.make_generator(7)
+# fresh = [torch.randn(z.shape, generator=gen).to(z.device) if k < 10 else z for k, z in enumerate(ef.zs)]
+# changed = inversion.ddpm_replay(denoiser, dataclasses.replace(ef, zs=fresh), alphas_cumprod)
+# image_grid(list(held[:3].cpu()) + list(replay.clamp(-1, 1).cpu()) + list(changed.clamp(-1, 1).cpu()), ncols=3,
+#            row_labels=["input", "replay", "first 10 z fresh"])
+# ```
+# The first steps act at the highest noise, where $P_t$ is still a coarse blob: new noise there can
+# move the garment's layout and shape, while the later $z_t$, still the stored ones, pull colour and
+# texture back towards the input's. Replacing the *last* ten instead would keep the layout and
+# change only fine detail -- the coarse-to-fine order of section 4.
+# :::

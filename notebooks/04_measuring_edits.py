@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -67,6 +67,7 @@ from fashionlab.viz import heatmap, image_grid, parts_overlay
 from myst_nb import glue
 
 torch.set_grad_enabled(False)
+pd.set_option("display.max_colwidth", None)  # the claims table's sentences in full
 device = config.get_device()
 print("profile:", config.get_profile(), "| device:", device.type)
 
@@ -119,7 +120,7 @@ by_style = pd.DataFrame(rows).round(3)
 by_style.loc["mean"] = by_style.mean().round(3)
 by_style
 
-# %%
+# %% mystnb={"figure": {"caption": "The oracle's reliability diagram on held-out garments: accuracy against confidence, with marker size showing the bin's count.", "name": "fig-ch04-reliability"}, "image": {"alt": "Points of accuracy against mean confidence per bin, sized by the bin's count, beside the diagonal of perfect calibration."}}
 conf, correct = [], []
 for k, a in enumerate(garments.ATTRIBUTES):
     keep = held.attributes[:, k] >= 0
@@ -151,7 +152,7 @@ print(f"pooled predictions: {len(conf)}, accuracy {float(correct.mean()):.3f}, E
 # torso, sleeves, neck, lower garment, detail). The thesis's segmentation guidance needs one, and
 # so does any edit whose region we do not know in advance (a generated image has no part map).
 
-# %%
+# %% mystnb={"figure": {"caption": "The parser on held-out garments of each render style: the image, its true part map and the parser's map.", "name": "fig-ch04-parser"}, "image": {"alt": "Six garments, two each in photo, sketch and cartoon style, each beside its true and its predicted part overlay."}}
 parser = zoo.load("garments-parser", device=device)
 print("held-out mIoU at export:", zoo.model_card("garments-parser")["metrics"]["miou"],
       "| per part:", zoo.model_card("garments-parser")["metrics"]["iou"])
@@ -294,7 +295,7 @@ for key, value in {"ch04_attrnet_pattern": zoo.model_card("garments-attrnet")["m
     glue(key, f"{value:.2f}" if value < 10 else f"{value:.0f}", display=False)
 attack_table
 
-# %%
+# %% mystnb={"figure": {"caption": "An adversarial attack on the guiding classifier: four garments before (eps 0) and after (eps 8/255) the attack, each titled with the pattern the guide and the oracle read.", "name": "fig-ch04-attack"}, "image": {"alt": "Four pairs of images, before and after a small perturbation that is hard to see, each titled with the guide's and the oracle's pattern reading."}}
 names = garments.SCHEMA["pattern"]
 cells, titles = [], []
 chosen, target = victims["garments-attrnet"]
@@ -429,7 +430,7 @@ failure_table
 # consistency, and its perceptual-outside rises too (the table above has the numbers). The figure shows ideal sleeve edits with
 # their ground-truth region and the perceptual distance map.
 
-# %%
+# %% mystnb={"figure": {"caption": "Ideal sleeve edits with their ground-truth region and the perceptual distance map between source and edit.", "name": "fig-ch04-sleeve-metrics"}, "image": {"alt": "Four sets of four panels: the source garment, the same garment with other sleeves, a heat map of the sleeve region, and a heat map of where the images differ."}}
 sleeve = batches["sleeve"]
 x_s = sleeve.images[:4]
 x_e = garments.render_batch([t.target for t in sleeve.tasks[:4]])
@@ -461,7 +462,7 @@ plt.show()
 #
 # For each sample size $N$ we draw 20 random subsets of both sides and report the spread.
 
-# %%
+# %% mystnb={"figure": {"caption": "FID against the number of images per set (median and 5-95 % band over 20 draws) for a perfect generator, mode dropping and an imperfect renderer.", "name": "fig-ch04-fid-sample-size"}, "image": {"alt": "Three falling curves with shaded bands on log-log axes; they overlap at small N and separate as N grows, the same-distribution curve lowest."}}
 features = metrics.oracle_features(oracle)
 ref_cache = garments.render_cache(seed=320, n=1000, domain="in", progress=False)
 same_cache = garments.render_cache(seed=321, n=1000, domain="in", progress=False)
@@ -499,6 +500,8 @@ ax.set(xscale="log", yscale="log", xlabel="images per set (N)", ylabel="FID (ora
        title="FID vs sample size: median and 5-95 % over 20 draws")
 ax.legend()
 plt.show()
+
+# %%
 fid_table = pd.DataFrame({name: [f"{c[1]:.2f} [{c[0]:.2f}, {c[2]:.2f}]" for c in curves[name]]
                           for name in curves}, index=pd.Index(sizes, name="N"))
 fid_table
@@ -578,14 +581,98 @@ claims_table([
 # %% [markdown]
 # ## Exercises
 #
-# 1. Attack the **oracle** with the same PGD loop. How small an $\varepsilon$ flips it? What does
-#    that say about keeping the judge honest, and why must it never guide?
-# 2. Train a weak guide (a 3-block ViT `AttributeNet` from scratch for a few hundred steps) and add
-#    it to `GUIDES`. Is it easier or harder to fool than `garments-attrnet`, and why might a
-#    classifier with sharper decision boundaries be the easier target?
-# 3. Replace `garments.edit_region` by the source's region alone (`garments.region_mask(src_parts, "sleeve")`)
-#    and recompute the sleeve row of the ideal-edit table. Which column moves, and why?
-# 4. Erode the outside mask by 3 pixels before averaging the perceptual map. How much of the
-#    "perceptual outside" of the ideal edits is border leakage?
-# 5. Redo the FID experiment with a stronger degradation (blur 1.5 px). How does the smallest
-#    separable $N$ change? Derive, roughly, why FID's bias falls like $1/N$.
+# Solutions are folded; a teacher can strip every `:::{admonition}` block with the class `dropdown`.
+#
+# **1.** Attack the **oracle** with the same PGD loop. How small an $\varepsilon$ flips it? What does
+# that say about keeping the judge honest, and why must it never guide?
+#
+# :::{admonition} Solution
+# :class: dropdown
+# Add the oracle to `GUIDES` and rerun the attack cell:
+# ```python
+# GUIDES["garments-oracle"] = lambda images: oracle(images.float())
+# ```
+# (The attack cell then attacks it with the same victims' rule and budgets; in that row the
+# "oracle says target" column measures the attack on itself.) A convolutional classifier trained
+# without adversarial examples is as fragile as the ViT: a few 255ths usually suffice. The oracle
+# is honest only because nothing optimises against it. If it guided an edit, the edit would find
+# exactly such perturbations -- invisible changes that flip its reading -- and the success rate
+# would measure the attack, not the edit. That is why every chapter guides with one model and
+# grades with another.
+# :::
+#
+# **2.** Train a weak guide (a 3-block ViT `AttributeNet` from scratch for a few hundred steps) and add
+# it to `GUIDES`. Is it easier or harder to fool than `garments-attrnet`, and why might a
+# classifier with sharper decision boundaries be the easier target?
+#
+# :::{admonition} Solution
+# :class: dropdown
+# ```python
+# from fashionlab.train.attrnet import AttrNetTrainConfig, train_attrnet
+# from fashionlab.models.attrnet import AttributeNet
+# from fashionlab.models.clip import create_clip
+#
+# visual = create_clip("garments-clip-s").model.visual
+# visual.transformer.resblocks = visual.transformer.resblocks[:3]  # a 3-block ViT
+# weak = AttributeNet(visual, backbone_init="random")
+# train_cache = garments.render_cache(seed=30, n=2000, domain="in", progress=False)
+# with torch.enable_grad():
+#     train_attrnet(weak, "e2e", train_cache, AttrNetTrainConfig(steps=300))
+# weak = weak.double().eval()
+# GUIDES["weak ViT"] = lambda images: weak(weak.preprocess(images.to(torch.float64)))[0]
+# ```
+# Rerun the attack cell. A weak model's logits change slowly with the input, so one signed step
+# moves them less: it can take a larger budget to flip. A confident, well-trained model has steep
+# logit surfaces near its decision boundaries, and a small step along the gradient's sign crosses
+# them. Accuracy and robustness are different properties.
+# :::
+#
+# **3.** Replace `garments.edit_region` by the source's region alone (`garments.region_mask(src_parts, "sleeve")`)
+# and recompute the sleeve row of the ideal-edit table. Which column moves, and why?
+#
+# :::{admonition} Solution
+# :class: dropdown
+# The ideal sleeve edit changes pixels outside the source's sleeves (a longer sleeve covers
+# background). With the source's region only, those pixels count as "outside", so the
+# preservation columns -- MSE outside and perceptual outside -- rise for a perfect edit, and
+# short-to-long edits suffer most. Success and consistency do not depend on the region and stay.
+# Compute the region per task with
+# `torch.stack([garments.region_mask(garments.render(t.source).parts, "sleeve") for t in sleeve.tasks])`
+# and pass it where the table passes `sleeve.regions`.
+# :::
+#
+# **4.** Erode the outside mask by 3 pixels before averaging the perceptual map. How much of the
+# "perceptual outside" of the ideal edits is border leakage?
+#
+# :::{admonition} Solution
+# :class: dropdown
+# Grow the region by 3 pixels (eroding the outside is the same thing) with a max-pool:
+# ```python
+# grown = torch.nn.functional.max_pool2d(sleeve.regions[:, None].float(), 7, stride=1, padding=3)[:, 0] > 0
+# outside, outside_eroded = ~sleeve.regions[:4], ~grown[:4]
+# for name, m in (("outside", outside), ("eroded", outside_eroded)):
+#     print(name, float((dmap * m).sum() / m.sum()))
+# ```
+# The perceptual map is computed on patches, so a change inside the region spreads into its
+# neighbours: the share that disappears after erosion is leakage from the border, and what remains
+# is change that is really outside. (`dmap` is the figure cell's distance map of the first four
+# ideal sleeve edits.)
+# :::
+#
+# **5.** Redo the FID experiment with a stronger degradation (blur 1.5 px). How does the smallest
+# separable $N$ change? Derive, roughly, why FID's bias falls like $1/N$.
+#
+# :::{admonition} Solution
+# :class: dropdown
+# Replace the blur in `noisy` by `torch.full((len(same),), 1.5)` and rerun the cell; find the
+# smallest $N$ at which the 5-95 % bands of "same distribution" and "noise + blur" no longer
+# overlap. A stronger degradation moves the feature distribution further, so it separates at a
+# smaller $N$.
+#
+# Why $1/N$: FID is $\lVert\hat\mu_1-\hat\mu_2\rVert^2 + \mathrm{tr}(\hat\Sigma_1+\hat\Sigma_2-2(\hat\Sigma_1\hat\Sigma_2)^{1/2})$
+# with sample estimates. Even for two samples of the *same* distribution,
+# $\mathbb E\lVert\hat\mu_1-\hat\mu_2\rVert^2 = 2\,\mathrm{tr}(\Sigma)/N$, and the covariance term has
+# an error of the same order, so the expected FID of a perfect generator is about $c/N$ -- the
+# straight line of slope -1 on the log-log plot. KID uses an unbiased estimator, which is why it
+# stays level.
+# :::

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -136,7 +136,7 @@ glue("ch09_half", str(half), display=False)
 # `garments-attrnet`'s logit (our counterpart of the thesis's "age"), at the setting the grid of
 # section 6 chose, and measure the nudge it actually applies per step.
 
-# %%
+# %% mystnb={"figure": {"caption": "How much Algorithm 1 moves x per step: the factor lambda times alpha-bar squared, and the measured size of each nudge.", "name": "fig-ch09-nudges"}, "image": {"alt": "A line rising over orders of magnitude on a log scale towards the last steps, with the measured nudge sizes of the guided steps plotted over it."}}
 # Four generated garments (seed 908, images 0-3: ch09.pick_sources chose them once as clean and not striped;
 # fixed here so that no borderline oracle call on another CPU can swap the examples).
 live_noise = gg.draw(908, [0, 1, 2, 3], ch09.STEPS)
@@ -168,7 +168,7 @@ print(f"4 edits of 50 guided steps: {seconds_edit:.1f} s")
 # The last ten guided steps carry {glue:text}`ch09_share_last10` of the total nudge. Here are the
 # sources and their edits:
 
-# %%
+# %% mystnb={"figure": {"caption": "Four generated garments and their edits towards striped by attribute guidance.", "name": "fig-ch09-striped"}, "image": {"alt": "Two rows of four garments, the second row striped."}}
 fig = image_grid(list(live) + list(striped.edited), ncols=4, row_labels=["source", "striped"])
 plt.show()
 with torch.no_grad():
@@ -182,7 +182,7 @@ print("guide's striped logit, before -> after:", [f"{b:.1f} -> {a:.1f}" for b, a
 # The thesis averages $P_t$ over 10 samples in windows of 10 steps. We average our 4 sources' $P_t$
 # over windows of 10 steps, with and without guidance:
 
-# %%
+# %% mystnb={"figure": {"caption": "The predicted clean image P_t averaged over windows of 10 steps, without and with guidance (the thesis's Fig. 14).", "name": "fig-ch09-pt-windows"}, "image": {"alt": "Two rows of averaged predictions, unguided and guided, one panel per window of 10 steps, sharpening from left to right."}}
 plain = sample(denoiser, live_noise.x_T, grid, alphas_cumprod, eta=1.0, noises=live_noise.noises, clip_x0=True,
                return_trajectory=True)
 windows = [range(k, k + 10) for k in range(0, ch09.STEPS, 10)]
@@ -206,7 +206,7 @@ print("mean |guided - unguided| of the window means:", [f"{g:.3f}" for g in gap]
 # towards red, background included; with the parser's garment mask (eq. 16, computed on the
 # source) only the garment's gradient survives.
 
-# %%
+# %% mystnb={"figure": {"caption": "Colour guidance towards red without a mask, and with the parser's garment mask.", "name": "fig-ch09-colour"}, "image": {"alt": "Three rows of four garments: sources; reddened images whose backgrounds also turn red; and reddened garments on unchanged backgrounds."}}
 red = gg.colour_loss(*ch09.COLOUR_TARGET)
 colour_cfg = gg.GradientGuidanceConfig(100.0, ch09.STEPS)  # the strongest lambda of the steps part that kept all 6 clean
 garment_parts = ["torso", "sleeves", "neck", "lower", "detail"]
@@ -245,7 +245,7 @@ glue("ch09_off_mask", f"{red_rise(masked.edited, outside.float()):+.2f}", displa
 # steps with $\lambda = 50000$, the opposite. We measured the mean rise of the red channel on the
 # garment for 6 garments at 25, 50 and 100 steps over a range of $\lambda$ (the `steps` part):
 
-# %%
+# %% mystnb={"figure": {"caption": "The red rise on the garment against lambda, for each number of inference steps.", "name": "fig-ch09-steps"}, "image": {"alt": "Several rising curves against lambda on a log axis, one per step count, with a dashed line at the target effect."}}
 steps_res = R["steps"]
 fig, ax = plt.subplots(figsize=(5.5, 3))
 for n_steps in steps_res["steps"]:
@@ -315,7 +315,7 @@ glue("ch09_detail_distance", f"{detail_top.distance:.2f}", display=False)
 # tipped by small, pocket-coloured changes, so read that column with its images, not alone. A live
 # run of the sleeve edit at its best setting:
 
-# %%
+# %% mystnb={"figure": {"caption": "Segmentation guidance: four tops guided to grow their sleeves.", "name": "fig-ch09-sleeves"}, "image": {"alt": "Two rows of four tops: the sources and their sleeve-growing edits."}}
 tops_noise = gg.draw(ch09.SEG_SEED, [2, 3, 4, 5], ch09.STEPS)  # the first 4 tops of the segmentation part's sources
 tops = gg.generate(denoiser, alphas_cumprod, scheduler, tops_noise, ch09.STEPS)
 row = best_seg.loc["sleeves"]
@@ -340,7 +340,7 @@ print("parser's sleeve share, before -> after:",
 # other logit of the attribute (`variant="max"`). Section 1 showed the logit variant; here both,
 # on the same sources and at the same setting:
 
-# %%
+# %% mystnb={"figure": {"caption": "Two readings of the attribute score: the target value's logit, and its margin over the best other value.", "name": "fig-ch09-variants"}, "image": {"alt": "Three rows of four garments: sources and two rows of striped edits that differ slightly."}}
 margin = gg.synthetic_edit(denoiser, alphas_cumprod, scheduler,
                            gg.attribute_loss(models.attrnet, *ch09.EDIT, variant="max"), CHOSEN, live_noise,
                            original=live)
@@ -359,7 +359,7 @@ for name, out in (("logit", striped), ("max", margin)):
 # rest of the chapter was written before the grid ran: the largest share of edits that are both
 # successful and clean, ties to the smaller distance.
 
-# %%
+# %% mystnb={"figure": {"caption": "The grid over conditioning range and lambda: the share of successful and clean edits, and the mean distance to the source.", "name": "fig-ch09-grid"}, "image": {"alt": "Two heat maps with ranges as rows and lambda values as columns, each cell labelled with its value."}}
 gs = ch09.grid_summary(R["grid"])
 fig, axes = plt.subplots(1, 2, figsize=(8.5, 2.8))
 for ax, column, title in ((axes[0], "good", "successful and clean"), (axes[1], "distance", "mean distance")):
@@ -373,6 +373,8 @@ for ax, column, title in ((axes[0], "good", "successful and clean"), (axes[1], "
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w")
 fig.tight_layout()
 plt.show()
+
+# %%
 gs[["setting", "success", "clean", "good", "distance", "guide_change"]].round(3)
 
 # %%
@@ -465,7 +467,7 @@ reg_table.round(3)
 # %% [markdown]
 # A live look at the same three losses on our 4 sources:
 
-# %%
+# %% mystnb={"figure": {"caption": "The striped edit alone, with the regulariser that holds the colour, and with the one that also flips it to red.", "name": "fig-ch09-regularisers"}, "image": {"alt": "Four rows of four garments: the sources, the striped edits, the edits with the colour-holding regulariser and the edits with the red-flipping one."}}
 colour_logits = lambda x: gg.classifier_logits(models.attrnet, x)["colour"]  # noqa: E731
 red_odds = gg.log_odds(models.attrnet, "colour", "red")
 hold = gg.synthetic_edit(denoiser, alphas_cumprod, scheduler,
@@ -565,7 +567,7 @@ glue("ch09_rank_corr", f"{rank_corr:.2f}", display=False)
 # `clip_sample` is off, as in the thesis. First, a live edit-friendly inversion of two renders and
 # an eq.-19 edit:
 
-# %%
+# %% mystnb={"figure": {"caption": "Editing real renders after edit-friendly DDPM inversion: the render, its exact replay and the guided edit.", "name": "fig-ch09-real"}, "image": {"alt": "Three rows of two garments: the renders, their replays, and the guided edits."}}
 real = ch09.real_sources(2).to(device)
 clock = time.perf_counter()
 ef = gg.real_edit_ddpm(denoiser, alphas_cumprod, real, edit_loss, 3.0, steps=ch09.DDPM_STEPS, t1=0, t2=80,

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -119,7 +119,7 @@ print("shipped settings:", CFG)
 # The first three principal components of $h$ over its 64 positions, as colours, for four garments
 # noised to $t = 500$: the bottleneck still knows where the garment is.
 
-# %%
+# %% mystnb={"figure": {"caption": "The h-space: four garments, their noised versions at t = 500, and the first three principal components of h as colours.", "name": "fig-ch10-hspace"}, "image": {"alt": "Three rows of four panels: garments, noisy images and coarse 8 by 8 colour maps whose blocks follow the garment's shape."}}
 garments = render_tasks(tasks_for(1030, 4, "pattern", "striped")).images
 noise = torch.randn(garments.shape, generator=torch.Generator().manual_seed(0))
 x_500 = core.noise_to(garments, core.alpha_bar_at(alphas, 500), noise)
@@ -151,7 +151,7 @@ print("h:", tuple(h.shape), "| split UNet == plain forward:",
 # The coefficients over our 40-step grid, and the same $\Delta h$ (the shipped pocket encoder) run
 # through both processes end to end on four garments:
 
-# %%
+# %% mystnb={"figure": {"caption": "Asyrp's Theorem 1: the coefficient of the change in eps in the symmetric and the asymmetric (eq. 5) step.", "name": "fig-ch10-coefficients"}, "image": {"alt": "Two lines over t on a log scale; the symmetric coefficient lies far below the asymmetric one."}}
 pairs = core.reverse_pairs(CFG.grid())
 coef = np.array([Z.change_coefficients(core.alpha_bar_at(alphas, t), core.alpha_bar_at(alphas, tp)) for t, tp in pairs])
 latents = Z.invert(model, alphas, garments, CFG)
@@ -190,7 +190,7 @@ glue("ch10_ratio", f"{ratio:.3f}", display=False)
 # plus a time projection, GroupNorm, SiLU, a $1\times1$ convolution), never a reference: the
 # text-only baseline.
 
-# %%
+# %% mystnb={"figure": {"caption": "The reference images of the six shipped ZIP encoders, each drawn by chapter 08's model from its prompt.", "name": "fig-ch10-references"}, "image": {"alt": "Six generated garments titled with prompts naming stripes, blue, long sleeves, a pocket, a logo and a belt."}}
 encoder = pocket.encoder
 n_encoder = Z.trainable_parameters(Z.AttributeEncoder(ddpm.unet))
 n_block = Z.trainable_parameters(Z.DeltaBlock.for_unet(ddpm.unet))
@@ -278,7 +278,7 @@ print("chosen rate (highest mean success, ties to the smaller change):", lr_star
       "| the shipped recipes use:", CFG.learning_rate)
 glue("ch10_lr", f"{lr_star:g}", display=False)
 
-# %%
+# %% mystnb={"figure": {"caption": "The eq. 6 training loss of the six ZIP encoders and the six Asyrp DeltaBlocks.", "name": "fig-ch10-loss"}, "image": {"alt": "Two panels of six loss curves against optimiser step, one curve per edit."}}
 curves = {(m, e): pd.read_csv(registry.model_card(f"garments-{m}-{e}")["loss_log"]) for m in ("zip", "asyrp")
           for e in EDITS}
 fell = {m: int(sum(c.loss.iloc[-3:].mean() < c.loss.iloc[:3].mean() for (mm, _), c in curves.items() if mm == m))
@@ -303,7 +303,7 @@ print("encoders whose last three batches end below their first three:", fell)
 # $N = 64$ at 256 px is $N = 16$ at 64 px, and we read its "$t = 100$" as the end of the
 # conditioning range. All three start from the same DDIM inversion.
 
-# %%
+# %% mystnb={"figure": {"caption": "Three held-out garments per edit: the source, ZIP, Asyrp and ILVR.", "name": "fig-ch10-edits"}, "image": {"alt": "Eighteen rows (three garments for each of six edits) of four panels: the source, ZIP, Asyrp and ILVR."}}
 rows, labels, live = [], [], {}
 for e in EDITS:
     edit = Z.ZIP_EDITS[e]
@@ -337,7 +337,7 @@ from fashionlab.data.transforms import to_tensor  # noqa: E402
 consistent = render_tasks(tasks_for(1031, 8, "extra", "pocket"))
 lat8 = Z.invert(model, alphas, consistent.images, CFG)
 user_reference = to_tensor(render(default_spec("t-shirt").edit(extras=("pocket",), colour="teal"), 64).image)[None]
-user_delta = Z.ZIPDelta(pocket.encoder, user_reference, alphas)
+user_delta = pocket.with_reference(user_reference)  # the same encoder, the user's reference
 fixed = {"ZIP (generated reference)": pocket, "ZIP (user reference)": user_delta, "Asyrp": shipped["asyrp", "pocket"].delta}
 consistency_rows, pictures = [], []
 for name, delta in fixed.items():
@@ -351,6 +351,8 @@ for name, delta in fixed.items():
     pictures += list(out)
 consistency = pd.DataFrame(consistency_rows).set_index("method")
 display(consistency.round(3))
+
+# %% mystnb={"figure": {"caption": "Eight garments edited by the pocket encoder with its generated reference and with a user reference, and by Asyrp.", "name": "fig-ch10-consistency"}, "image": {"alt": "Four rows of eight garments: the sources and one row of edits per method."}}
 fig = image_grid(list(consistent.images) + pictures, 8,
                  row_labels=["source"] + list(fixed), cell=1.0)
 
@@ -361,7 +363,7 @@ fig = image_grid(list(consistent.images) + pictures, 8,
 # text-only Asyrp, and the share of it that falls inside the ground-truth pocket region, beside the
 # share of the image that region covers.
 
-# %%
+# %% mystnb={"figure": {"caption": "Where the edit's noise change accumulates (the paper's Fig. 4): the sum of |eps~ - eps| over the edited steps.", "name": "fig-ch10-concentration"}, "image": {"alt": "Three rows of four panels: sources and grey maps of the accumulated change for ZIP and Asyrp."}}
 def concentration(delta, images, latents, regions):
     gen = Z.generate(model, latents, delta, CFG, record=True)
     total = torch.stack([c.abs().sum(1) for c in gen.eps_changes]).sum(0)  # (B, H, W)

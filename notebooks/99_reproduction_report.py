@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: mystnb,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -79,7 +79,7 @@ glue("rep_met", str(int((goals.verdict == "met").sum())), display=False)
 # {glue:text}`rep_partly` partly and {glue:text}`rep_not` not; of the {glue:text}`rep_goals`
 # goals the book set itself, {glue:text}`rep_met` are met.
 
-# %%
+# %% mystnb={"figure": {"caption": "The verdicts of every chapter's claims table, counted per chapter.", "name": "fig-report-verdicts"}, "image": {"alt": "Stacked horizontal bars, one per chapter, split by verdict from reproduced to not tested here."}}
 order = ["reproduced", "partly", "not reproduced", "met", "partly met", "not met", "not tested here"]
 colours = ["#2a9d8f", "#e9c46a", "#e76f51", "#8ab17d", "#f4a261", "#c1121f", "#adb5bd"]
 present = [v for v in order if v in counts.columns]

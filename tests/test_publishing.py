@@ -136,3 +136,51 @@ def test_ci_checks_the_rendered_book_with_the_pinned_local_mathjax():
     assert sphinx["mathjax_path"] == "mathjax/tex-svg.js" and sphinx["html_static_path"] == ["book/_static"]
     for target in ("book", "check-book"):  # both unpack the pinned copy first
         assert re.search(rf"^{target}: .*\$\(MATHJAX\)", makefile, re.M), target
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+RECORD = "application/papermill.record/"  # myst-nb glue records: not rendered where they are made
+
+
+def _figure_cells(path: Path):
+    import json
+
+    for k, cell in enumerate(json.loads(path.read_text())["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        shown = [o for o in cell.get("outputs", []) if o["output_type"] in ("display_data", "execute_result")
+                 and not all(m.startswith(RECORD) for m in o.get("data", {}))]
+        if any("image/png" in o.get("data", {}) for o in shown):
+            yield k, cell, shown
+
+
+def test_every_figure_has_a_caption_a_unique_name_and_alt_text():
+    """myst-nb wraps every displayed output of a cell with figure metadata in that figure, so a
+    figure cell must display its image alone (else the name is defined twice)."""
+    names = []
+    for path in NOTEBOOKS:
+        for k, cell, shown in _figure_cells(path):
+            where = f"{path.name} cell {k}"
+            meta = cell["metadata"].get("mystnb", {})
+            figure, image = meta.get("figure", {}), meta.get("image", {})
+            assert figure.get("caption", "").strip(), f"{where}: no caption"
+            assert re.fullmatch(r"fig-[a-z0-9-]+", figure.get("name", "")), f"{where}: name {figure.get('name')!r}"
+            assert len(image.get("alt", "")) >= 20, f"{where}: no alt text"
+            assert len(shown) == 1, f"{where}: the figure shares its cell with {len(shown) - 1} other output(s)"
+            names.append(figure["name"])
+    assert len(names) >= 80 and len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+CHAPTERS = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")) if not p.stem.startswith("99")]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_cite_and_fold_a_solution_under_every_exercise(path):
+    """Every chapter (the reproduction report is not one) cites with {cite}, and every numbered
+    exercise has its solution in a dropdown admonition a teacher can strip."""
+    text = path.read_text()
+    assert "{cite" in text, f"{path.name} cites nothing with {{cite}}"
+    exercises = text[text.index("# ## Exercises"):]
+    numbered = re.findall(r"^# \*\*(\d+)\.\*\*", exercises, re.M)
+    assert numbered == [str(k) for k in range(1, len(numbered) + 1)] and numbered, numbered
+    assert exercises.count("# :class: dropdown") == len(numbered)
