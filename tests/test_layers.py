@@ -23,10 +23,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("experiments",),
     ("viz",),
     ("widgets",),
-    ("__main__",),
+    ("__main__", "smoke"),
 )
 """config -> data -> diffusion | models -> losses | metrics -> train -> methods -> eval -> zoo ->
-experiments -> viz -> widgets -> __main__ (the command line). Units on one line are siblings:
+experiments -> viz -> widgets -> __main__ | smoke (the command lines). Units on one line are siblings:
 neither imports the other."""
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
