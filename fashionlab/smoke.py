@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from . import config
@@ -91,22 +90,29 @@ def chapter_01(src: Sources, device: torch.device, steps: int) -> str:
     return f"{len(frame)} catalogue rows, first image {frame['image'][0].size[0]}x{frame['image'][0].size[1]} px"
 
 
-def chapter_02(src: Sources, device: torch.device, steps: int) -> str:
+def _ddim_sample(ddpm, steps: int, seed: int, device: torch.device) -> torch.Tensor:
+    """One DDIM sample of a loaded pixel DDPM in ``steps`` steps from seeded noise."""
     from .diffusion import core
+
+    size = ddpm.image_size
+    x_t = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(device)
+    with torch.no_grad():
+        return core.sample(core.PixelDenoiser(ddpm.unet, ddpm.scheduler), x_t,
+                           core.even_grid(len(ddpm.alphas_cumprod) - 1, steps), ddpm.alphas_cumprod).x0
+
+
+def chapter_02(src: Sources, device: torch.device, steps: int) -> str:
     from .zoo import loaders
 
     ddpm = loaders.load("garments-ddpm-64", "full", device, source=src.ddpm)
+    x0 = _ddim_sample(ddpm, steps, 0, device)
     size = ddpm.image_size
-    x_t = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-    grid = core.even_grid(len(ddpm.alphas_cumprod) - 1, steps)
-    with torch.no_grad():
-        x0 = core.sample(core.PixelDenoiser(ddpm.unet, ddpm.scheduler), x_t, grid, ddpm.alphas_cumprod).x0
     return f"{ddpm.source}: a {size}x{size} sample in {_count(steps, 'DDIM step')}, pixel std {float(x0.std()):.3f}"
 
 
 def chapter_03(src: Sources, device: torch.device, steps: int) -> str:
-    from .data.catalog import singular, square
-    from .data.transforms import to_tensor
+    from .data.catalog import singular, square_images
+    from .data.transforms import to_model_input
     from .models.clip import encode_text
     from .zoo import loaders
 
@@ -116,7 +122,7 @@ def chapter_03(src: Sources, device: torch.device, steps: int) -> str:
     out = []
     for name, path in (("garments-clip-s", src.clip_s), ("garments-clip-b", src.clip_b)):
         bundle = loaders.load_clip(name, "full", device, pretrained=_pretrained(path))
-        images = torch.stack([to_tensor(np.asarray(square(img, bundle.image_size))) for img in frame["image"]])
+        images = to_model_input(square_images(frame, bundle.image_size))
         with torch.no_grad():
             image_f = torch.nn.functional.normalize(bundle.model.encode_image(bundle.pixels(images.to(device))), dim=-1)
             text_f = encode_text(bundle, [f"a photo of a {singular(t).lower()}" for t in types])
@@ -137,17 +143,12 @@ def chapter_05(src: Sources, device: torch.device, steps: int) -> str:
 
 
 def chapter_07(src: Sources, device: torch.device, steps: int) -> str:
-    from .diffusion import core
     from .methods import diffusionclip
     from .zoo import loaders
 
     ddpm = loaders.load("garments-ddpm-64", "full", device, source=src.ddpm)
     bundle = loaders.load_clip("garments-clip-s", "full", device, pretrained=_pretrained(src.clip_s))
-    size = ddpm.image_size
-    x_t = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
-    with torch.no_grad():
-        face = core.sample(core.PixelDenoiser(ddpm.unet, ddpm.scheduler), x_t,
-                           core.even_grid(len(ddpm.alphas_cumprod) - 1, steps), ddpm.alphas_cumprod).x0.clamp(-1, 1)
+    face = _ddim_sample(ddpm, steps, 1, device).clamp(-1, 1)
     chain = max(steps, 2)  # DiffusionCLIP's inversion and generation need at least two steps
     cfg = diffusionclip.DiffusionCLIPConfig(depth=300, inv_steps=chain, gen_steps=chain, test_gen_steps=chain,
                                             batch_size=1, learning_rate=4e-6)
@@ -157,8 +158,8 @@ def chapter_07(src: Sources, device: torch.device, steps: int) -> str:
 
 
 def chapter_08(src: Sources, device: torch.device, steps: int) -> str:
-    from .data.catalog import caption_from_row, square
-    from .data.transforms import to_tensor
+    from .data.catalog import caption_from_row, square_images
+    from .data.transforms import to_model_input
     from .methods import lora
     from .methods.text_to_image import generate
     from .zoo import loaders
@@ -167,7 +168,7 @@ def chapter_08(src: Sources, device: torch.device, steps: int) -> str:
     image = generate(pipe, ["an image of a 2012 Casual Summer Blue Men's Tshirt"], steps=steps)
     frame = _catalogue(src, 6)
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    images = torch.stack([to_tensor(np.asarray(square(img, size))) for img in frame["image"]])
+    images = to_model_input(square_images(frame, size))
     data = lora.encode_split(pipe, images, [caption_from_row(row) for _, row in frame.iterrows()])
     with tempfile.TemporaryDirectory() as tmp:
         run = lora.train_lora(pipe, data, lora.LoRAConfig(epochs=1, batch_size=len(data), save_epochs=(1,),

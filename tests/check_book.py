@@ -97,10 +97,15 @@ class _Page(HTMLParser):
             self.prose.append(data)
 
 
+def _chromium_run(browser: str, user_dir: str, page: Path, *action: str) -> subprocess.CompletedProcess:
+    """Headless Chromium on ``page`` with a fresh profile and the scripts' time budget, doing ``action``."""
+    return subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={user_dir}", f"--virtual-time-budget={BUDGET_MS}",
+                           *action, page.resolve().as_uri()], capture_output=True, text=True, timeout=180)
+
+
 def render(page: Path, browser: str, user_dir: str) -> str:
     """The DOM of ``page`` after its scripts ran, as Chromium serialises it."""
-    run = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={user_dir}", f"--virtual-time-budget={BUDGET_MS}",
-                          "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=180)
+    run = _chromium_run(browser, user_dir, page, "--dump-dom")
     if run.returncode != 0 or "<body" not in run.stdout:
         raise RuntimeError(f"Chromium could not load {page}: exit {run.returncode}, {run.stderr.strip()[-300:]}")
     return run.stdout
@@ -134,9 +139,7 @@ def problems(page: Path, dom: str) -> list[str]:
 
 def screenshot(page: Path, out: Path, browser: str, user_dir: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={user_dir}", f"--virtual-time-budget={BUDGET_MS}",
-                    "--window-size=1280,1800", f"--screenshot={out.resolve()}", page.resolve().as_uri()],
-                   capture_output=True, text=True, timeout=180, check=True)
+    _chromium_run(browser, user_dir, page, "--window-size=1280,1800", f"--screenshot={out.resolve()}").check_returncode()
     if not out.is_file():
         raise RuntimeError(f"Chromium wrote no screenshot of {page}")
 

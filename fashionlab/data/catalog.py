@@ -237,8 +237,13 @@ HUB_SPLITS: tuple[str, ...] = ("train",)
 """The splits of :data:`HUB_DATASET` (it has one)."""
 
 
+def _hub_pattern(split: str) -> str:
+    """The hub repository's parquet files of ``split``."""
+    return f"data/{split}-*.parquet"
+
+
 def _hub_parquet_files(folder: Path, split: str) -> list[Path]:
-    return sorted(folder.glob(f"data/{split}-*.parquet"))
+    return sorted(folder.glob(_hub_pattern(split)))
 
 
 def _cached_hub_snapshot(split: str) -> Path | None:
@@ -248,7 +253,7 @@ def _cached_hub_snapshot(split: str) -> Path | None:
 
     try:
         local = Path(snapshot_download(HUB_DATASET, repo_type="dataset", local_files_only=True,
-                                       allow_patterns=[f"data/{split}-*.parquet"]))
+                                       allow_patterns=[_hub_pattern(split)]))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         return None
     return local if _hub_parquet_files(local, split) else None
@@ -282,10 +287,10 @@ def load_hub_catalog(split: str = "train", source: str | Path | None = None, lim
             from huggingface_hub import snapshot_download  # only reached online
 
             local = Path(snapshot_download(HUB_DATASET, repo_type="dataset",
-                                           allow_patterns=[f"data/{split}-*.parquet"]))
+                                           allow_patterns=[_hub_pattern(split)]))
     files = _hub_parquet_files(local, split)
     if not files:
-        raise FileNotFoundError(f"no parquet files data/{split}-*.parquet under {local}")
+        raise FileNotFoundError(f"no parquet files {_hub_pattern(split)} under {local}")
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     missing = [c for c in (*COLUMNS, "image") if c not in frame.columns]
     if missing:
@@ -346,8 +351,13 @@ def catalog_labels(frame: pd.DataFrame, size: int = 224, attributes: tuple[str, 
     index = {a: {c: k for k, c in enumerate(classes[a])} for a in attributes}
     labels = torch.tensor([[index[a].get(str(v), -1) if _present(v) else -1 for a, v in zip(attributes, row)]
                            for row in frame[list(attributes)].itertuples(index=False)], dtype=torch.int64)
-    images = torch.from_numpy(np.stack([np.asarray(square(img.convert("RGB"), size)) for img in frame["image"]]))
-    return CatalogLabels(images, labels, tuple(attributes), {a: tuple(classes[a]) for a in attributes})
+    return CatalogLabels(square_images(frame, size), labels, tuple(attributes), {a: tuple(classes[a]) for a in attributes})
+
+
+def square_images(frame: pd.DataFrame, size: int) -> torch.Tensor:
+    """The ``image`` column of a catalogue frame as (N, size, size, 3) uint8, each padded to a
+    square with its corner colour (:func:`square`)."""
+    return torch.from_numpy(np.stack([np.asarray(square(img.convert("RGB"), size)) for img in frame["image"]]))
 
 
 def write_hub_layout(folder: str | Path, n: int, seed: int = 0, domain: str = "in", size: int = 64,

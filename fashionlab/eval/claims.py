@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -69,49 +70,46 @@ def verdict(checks: bool | Sequence[bool] | None, kind: str = "paper") -> str:
     return "partly" if kind == "paper" else "partly met"
 
 
+COLUMNS = ("source", "claim", "measured here", "verdict")
+"""The columns of a claims table."""
+
+
 def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
     """One row per claim: source, claim, measured here, verdict."""
     if not claims:
         raise ValueError("claims must not be empty")
-    return pd.DataFrame([(c.source, c.claim, c.measured, c.verdict) for c in claims],
-                        columns=["source", "claim", "measured here", "verdict"])
+    return pd.DataFrame([(c.source, c.claim, c.measured, c.verdict) for c in claims], columns=list(COLUMNS))
 
 
 # ----------------------------------------------------------------------------------------
 # The reproduction report: every chapter's claims table, read back from its executed notebook
 # ----------------------------------------------------------------------------------------
-class _TableParser:
-    """The cells of the first HTML table in a string (pandas' ``to_html``), row by row."""
+class _TableParser(HTMLParser):
+    """The cells of the first HTML table in a string (pandas' ``to_html``), row by row: ``rows``."""
 
     def __init__(self, html: str) -> None:
-        from html.parser import HTMLParser
+        super().__init__(convert_charrefs=True)
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+        self._tables = 0
+        self.feed(html)
 
-        rows: list[list[str]] = []
-        state = {"cell": None, "tables": 0}
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._tables += 1
+        elif tag == "tr" and self._tables == 1:
+            self.rows.append([])
+        elif tag in ("td", "th") and self._tables == 1 and self.rows:
+            self._cell = []
 
-        class Parser(HTMLParser):
-            def handle_starttag(self, tag, attrs):
-                if tag == "table":
-                    state["tables"] += 1
-                elif tag == "tr" and state["tables"] == 1:
-                    rows.append([])
-                elif tag in ("td", "th") and state["tables"] == 1 and rows:
-                    state["cell"] = []
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
 
-            def handle_endtag(self, tag):
-                if tag in ("td", "th") and state["cell"] is not None:
-                    rows[-1].append(" ".join("".join(state["cell"]).split()))
-                    state["cell"] = None
-
-            def handle_data(self, data):
-                if state["cell"] is not None:
-                    state["cell"].append(data)
-
-        Parser(convert_charrefs=True).feed(html)
-        self.rows = rows
-
-
-COLUMNS = ("source", "claim", "measured here", "verdict")
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
 
 
 def stored_claims(notebook: str | Path) -> pd.DataFrame:

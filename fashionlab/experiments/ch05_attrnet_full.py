@@ -94,9 +94,7 @@ def run_full(n_train: int = N_TRAIN, n_test: int = N_TEST, cfg: AttrNetTrainConf
     run = train_attrnet(model, STRATEGY, train, cfg, seed=seed, progress=progress)
     result = evaluate_attrnet(model, test)
     result.update(majority=majority_rate(test), classes={a: list(c) for a, c in train.classes.items()},
-                  config=asdict(cfg), strategy=STRATEGY, n_train=len(train), seed=seed,
-                  train_seconds=round(run.seconds, 1), losses=[round(v, 4) for v in run.losses],
-                  trainable_parameters=run.trainable_parameters, precision=run.precision)
+                  config=asdict(cfg), strategy=STRATEGY, n_train=len(train), seed=seed, **run.record())
     return model, result
 
 

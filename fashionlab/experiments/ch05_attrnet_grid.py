@@ -43,8 +43,7 @@ def run_variant(variant: Variant, train: RenderCache, test: RenderCache, cfg: At
     result = evaluate_attrnet(model, test)
     if validation is not None:
         result["validation_mean_accuracy"] = evaluate_attrnet(model, validation)["mean_accuracy"]
-    result.update(variant=asdict(variant), train_seconds=round(run.seconds, 1), losses=[round(v, 4) for v in run.losses],
-                  trainable_parameters=run.trainable_parameters, precision=run.precision)
+    result.update(variant=asdict(variant), **run.record())
     return model, result
 
 

@@ -88,6 +88,11 @@ class AttrNetRun:
     """The arithmetic the run actually used: ``"bf16"`` (autocast) or ``"fp32"``. A config asking for
     bf16 on a CPU without native bf16 trains in fp32, and results files record that."""
 
+    def record(self) -> dict:
+        """The run as results files store it: seconds and losses rounded, parameters, precision."""
+        return {"train_seconds": round(self.seconds, 1), "losses": [round(v, 4) for v in self.losses],
+                "trainable_parameters": self.trainable_parameters, "precision": self.precision}
+
 
 def train_attrnet(model: AttributeNet, strategy: str, cache: RenderCache, cfg: AttrNetTrainConfig, seed: int = 0,
                   log_every: int = 25, progress: bool = False) -> AttrNetRun:
