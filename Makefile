@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test unit nbval nbval-portable sync-check book check-book linkcheck nb notebooks clean
+.PHONY: install test unit nbval nbval-portable sync-check colab-check book check-book linkcheck nb notebooks clean
 
 $(STAMP): requirements.txt constraints-book.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ nbval: $(STAMP)
 nbval-portable: $(STAMP)
 	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2 $(PY) -m pytest $(NBVAL_ARGS) $(NBS)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(NBVAL_ARGS) $(NBS)
+
+# Every chapter as a Colab user meets it (tests/colab_check.py): the built wheel, installed by each
+# notebook's own install cell into a fresh environment that holds only Colab's PyTorch and kernel and a
+# stand-in google.colab; every notebook executed from a folder outside the repository. .ci/run runs it.
+colab-check: $(STAMP)
+	$(PY) -m tests.colab_check
 
 sync-check: $(STAMP)
 	$(PY) -m pytest -q tests/test_notebooks_paired.py

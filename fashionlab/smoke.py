@@ -217,6 +217,12 @@ CHECKS: dict[str, tuple[Callable[[Sources, torch.device, int], str], str]] = {
 }
 """chapter -> (its check, the status it reports when it passes)."""
 
+NOTEBOOK_FULL: tuple[str, ...] = ("01", "02", "03")
+"""Chapters whose notebook honours ``PROFILE = "full"`` (the line in its first cell): 02 and 03 run
+whole under ``full``, 01 adds its real-catalogue section. Every other notebook runs ``tiny``; where
+:data:`CHECKS` reports ``ok``, that chapter's ``full`` path is a command or an exercise
+(``book/setup.md``'s table, which a test keeps equal to these two tables)."""
+
 
 def run(chapters: list[str] | None = None, sources: Sources = Sources(), steps: int = 2,
         device: str | torch.device | None = None, echo: Callable[[str], None] | None = print) -> list[Check]:

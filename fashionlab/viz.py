@@ -5,13 +5,38 @@ Functions return the matplotlib ``Figure``; showing or saving it is the notebook
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .data.garments import PARTS
 from .data.transforms import to_uint8
+
+GLUE_MIME_PREFIX = "application/papermill.record/"
+"""Where a hidden glued value's MIME types live in a cell's outputs (the scrapbook convention that
+myst-nb's ``{glue}`` roles read)."""
+
+
+def glue(name: str, value: Any, display: bool = True) -> None:
+    """Record ``value`` under ``name`` in the running cell's outputs, for the book's ``{glue}`` roles.
+
+    The output is exactly what ``myst_nb.glue`` writes (a display output whose metadata carries
+    ``{"scrapbook": {"name": ..., "mime_prefix": ...}}``; hidden values have their MIME types
+    prefixed), so the book builds from it, but myst-nb itself is not needed: it is a book-building
+    tool, not a dependency of the package, and a notebook that imported it would stop on Colab.
+    ``display=False`` records the value without showing it.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display as show
+
+    bundle, metadata = format_display_data(value)
+    prefix = "" if display else GLUE_MIME_PREFIX
+    metadata = {**metadata, "scrapbook": {"name": name, "mime_prefix": prefix}}
+    show({prefix + mime: data for mime, data in bundle.items()}, raw=True, metadata=metadata)
+
 
 # One colour per part label (background is transparent in overlays).
 PART_COLOURS = np.array([

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: mystnb,-all
+#     cell_metadata_filter: mystnb,tags,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -38,22 +38,20 @@
 # this project trains on two CPU cores can learn it. On Colab the `full` profile swaps in real
 # photos and pretrained models; everything else stays the same.
 
-# %%
-# On Colab only (inert anywhere else): install this book's package at the book's version and choose
-# the profile. "full" needs a GPU runtime and a chapter with a full path (book/setup.md's table).
+# %% tags=["remove-cell"]
+# On Colab only (inert anywhere else): install this book's package at the version this notebook was
+# written with. PROFILE is "tiny" (CPU, offline) or "full" (real checkpoints: a GPU runtime and the
+# network); book/setup.md says what this chapter runs under each. It is honoured everywhere.
 import os
 import subprocess
 import sys
 
-PROFILE = "tiny"
+PROFILE = os.environ.get("FASHIONLAB_PROFILE", "tiny")
+os.environ["FASHIONLAB_PROFILE"] = PROFILE
 if "google.colab" in sys.modules:
-    REPOSITORY, VERSION = "https://github.com/fashionlab/fashionlab", "0.1.0"
-    for ref in (f"v{VERSION}", "main"):  # the release tag, else the main branch
-        pip = [sys.executable, "-m", "pip", "install", "-q", f"fashionlab @ git+{REPOSITORY}@{ref}"]
-        if subprocess.run(pip).returncode == 0:
-            break
-        print(f"could not install {ref}; trying the main branch")
-    os.environ["FASHIONLAB_PROFILE"] = PROFILE
+    REPOSITORY, REF = "https://github.com/fashionlab/fashionlab", "main"  # the tag v0.1.0 once it is released
+    PACKAGE = os.environ.get("FASHIONLAB_INSTALL", f"fashionlab @ git+{REPOSITORY}@{REF}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
 
 # %%
 import time
@@ -66,8 +64,7 @@ from fashionlab import config, zoo
 from fashionlab.data import catalog
 from fashionlab.data import garments
 from fashionlab.eval.claims import Claim, claims_table
-from fashionlab.viz import image_grid, part_legend_handles, parts_overlay
-from myst_nb import glue
+from fashionlab.viz import glue, image_grid, part_legend_handles, parts_overlay
 
 pd.set_option("display.max_colwidth", None)
 print("profile:", config.get_profile())

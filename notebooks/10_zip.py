@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: mystnb,-all
+#     cell_metadata_filter: mystnb,tags,-all
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -52,22 +52,17 @@
 # `export`) and from `python -m fashionlab.experiments.ch10_zip {pilot,table,ablation}` (resumable;
 # the results ship with the package); the cells here run small live versions.
 
-# %%
-# On Colab only (inert anywhere else): install this book's package at the book's version and choose
-# the profile. "full" needs a GPU runtime and a chapter with a full path (book/setup.md's table).
+# %% tags=["remove-cell"]
+# On Colab only (inert anywhere else): install this book's package at the version this notebook was
+# written with. This chapter runs in the "tiny" profile only (book/setup.md says why).
 import os
 import subprocess
 import sys
 
-PROFILE = "tiny"
 if "google.colab" in sys.modules:
-    REPOSITORY, VERSION = "https://github.com/fashionlab/fashionlab", "0.1.0"
-    for ref in (f"v{VERSION}", "main"):  # the release tag, else the main branch
-        pip = [sys.executable, "-m", "pip", "install", "-q", f"fashionlab @ git+{REPOSITORY}@{ref}"]
-        if subprocess.run(pip).returncode == 0:
-            break
-        print(f"could not install {ref}; trying the main branch")
-    os.environ["FASHIONLAB_PROFILE"] = PROFILE
+    REPOSITORY, REF = "https://github.com/fashionlab/fashionlab", "main"  # the tag v0.1.0 once it is released
+    PACKAGE = os.environ.get("FASHIONLAB_INSTALL", f"fashionlab @ git+{REPOSITORY}@{REF}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
 
 # %%
 
@@ -83,9 +78,8 @@ from fashionlab.eval.edits import format_ci, render_tasks, tasks_for
 from fashionlab.experiments import ch10_zip as ch10
 from fashionlab.methods import zip as Z
 from fashionlab.metrics import mean_ci
-from fashionlab.viz import image_grid
+from fashionlab.viz import glue, image_grid
 from fashionlab.zoo import loaders, registry
-from myst_nb import glue
 
 torch.set_grad_enabled(False)
 pd.set_option("display.max_colwidth", None)  # the claims table's sentences in full

@@ -93,28 +93,58 @@ def _install_cell(source: Path) -> str:
     return found[0].split("\n", 1)[1]
 
 
+def install_ref() -> str:
+    """The git ref the install cells and the launch buttons use: the release tag of pyproject's
+    version once that tag exists, else ``main`` (a tag that does not exist is never tried)."""
+    import subprocess
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    tags = subprocess.run(["git", "tag", "--list", f"v{version}"], cwd=ROOT, capture_output=True, text=True).stdout
+    return f"v{version}" if tags.split() else "main"
+
+
 @pytest.mark.parametrize("source", sorted((ROOT / "notebooks").glob("[0-9]*.py")), ids=lambda p: p.stem)
-def test_every_notebook_has_a_colab_install_cell_that_is_inert_elsewhere(source, monkeypatch):
+def test_every_notebook_has_a_hidden_colab_install_cell_at_a_version_that_exists(source, monkeypatch):
+    import os
     import subprocess
     import sys
     import types
 
+    from fashionlab.smoke import NOTEBOOK_FULL
+
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    ref = install_ref()
+    assert config["repository"]["branch"] == ref, "the launch buttons must open the notebook the cell installs"
     code = _install_cell(source)
-    first_code = source.read_text().split("\n# %%\n")[1]
+    cells = [c.split("\n", 1) for c in source.read_text().split("\n# %%")[1:]]
+    header, first_code = next(c for c in cells if "[markdown]" not in c[0])
     assert "google.colab" in first_code, "the install cell must be the first code cell"
-    assert f'"{config["repository"]["url"]}", "{version}"' in code
+    assert header.strip() == 'tags=["remove-cell"]', "the install cell is hidden in the rendered book"
+    assert f'"{config["repository"]["url"]}", "{ref}"' in code
+    has_profile = "PROFILE = " in code
+    assert has_profile == (source.name[:2] in NOTEBOOK_FULL), (
+        "only chapters whose notebook runs under full (smoke.NOTEBOOK_FULL) carry the PROFILE line")
+
     calls = []
-    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or types.SimpleNamespace(returncode=0))
-    monkeypatch.delenv("FASHIONLAB_PROFILE", raising=False)
-    exec(compile(code, source.name, "exec"), {})
-    assert calls == [] and "FASHIONLAB_PROFILE" not in __import__("os").environ
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append((args, kw)))
+    monkeypatch.delenv("FASHIONLAB_INSTALL", raising=False)
+    for env in (None, "full"):
+        if env is None:
+            monkeypatch.delenv("FASHIONLAB_PROFILE", raising=False)
+        else:
+            monkeypatch.setenv("FASHIONLAB_PROFILE", env)
+        scope = {}
+        exec(compile(code, source.name, "exec"), scope)  # not on Colab: installs nothing
+        assert calls == []
+        if has_profile:  # honoured off Colab too: the environment variable, else tiny
+            assert scope["PROFILE"] == (env or "tiny") == os.environ["FASHIONLAB_PROFILE"]
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     exec(compile(code, source.name, "exec"), {})
-    assert calls == [[sys.executable, "-m", "pip", "install", "-q",
-                      f"fashionlab @ git+{config['repository']['url']}@v{version}"]]
-    assert __import__("os").environ["FASHIONLAB_PROFILE"] == "tiny"
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    assert calls == [(pip + [f"fashionlab @ git+{config['repository']['url']}@{ref}"], {"check": True})]
+    monkeypatch.setenv("FASHIONLAB_INSTALL", "/wheels/fashionlab-0.1.0-py3-none-any.whl")  # make colab-check
+    exec(compile(code, source.name, "exec"), {})
+    assert calls[-1] == (pip + ["/wheels/fashionlab-0.1.0-py3-none-any.whl"], {"check": True})
 
 
 def test_the_package_accepts_colabs_ipywidgets_7():
@@ -125,9 +155,9 @@ def test_the_package_accepts_colabs_ipywidgets_7():
 
 def test_ci_checks_the_rendered_book_with_the_pinned_local_mathjax():
     run = (ROOT / ".ci" / "run").read_text()
-    assert run.index("make test") < run.index("make check-book")
+    assert run.index("make test") < run.index("make colab-check") < run.index("make check-book")
     steps = [s.get("run", "") for s in workflow("ci.yml")["jobs"]["test"]["steps"]]
-    assert "make check-book" in steps
+    assert "make check-book" in steps and "make colab-check" in steps
     makefile = (ROOT / "Makefile").read_text()
     version = re.search(r"^MATHJAX_VERSION := (\S+)$", makefile, re.M).group(1)
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)  # an exact release, never "latest"
@@ -184,3 +214,25 @@ def test_chapters_cite_and_fold_a_solution_under_every_exercise(path):
     numbered = re.findall(r"^# \*\*(\d+)\.\*\*", exercises, re.M)
     assert numbered == [str(k) for k in range(1, len(numbered) + 1)] and numbered, numbered
     assert exercises.count("# :class: dropdown") == len(numbered)
+
+
+def test_glue_writes_what_myst_nb_glue_writes_without_needing_myst_nb(monkeypatch):
+    """The notebooks glue with fashionlab.viz.glue, whose display output is myst-nb's own format, so
+    the book builds from it while the package (and Colab) does without myst-nb."""
+    import IPython.display
+    import pandas as pd
+    from myst_nb.ext import glue as myst_glue
+
+    from fashionlab.viz import glue
+
+    ours, theirs = [], []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **kw: ours.append((a, kw)))
+    monkeypatch.setattr(myst_glue, "ipy_display", lambda *a, **kw: theirs.append((a, kw)))
+    for name, value, display in (("n", "0.52", False), ("x", 3.25, True), ("t", pd.DataFrame({"a": [1, 2]}), False)):
+        glue(name, value, display=display)
+        myst_glue.glue(name, value, display=display)
+    assert ours == theirs and len(ours) == 3
+    with pytest.raises(ValueError, match="name"):
+        glue("", 1)
+    for page in (ROOT / "notebooks").glob("*.py"):
+        assert "myst_nb" not in page.read_text(), f"{page.name} imports myst_nb, which the package does not declare"
