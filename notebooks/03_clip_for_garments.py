@@ -644,7 +644,10 @@ claims_table([
 # :::
 #
 # **5.** Load `garments-clip-b` (ViT 8x256, {glue:text}`ch03_clip_b_m` M parameters; chapter 05 compares it as a backbone)
-# and repeat sections 2 and 5. Does the bigger model resist the pixel attack better?
+# and repeat sections 2 and 5. Does the bigger model resist the pixel attack better? (Its weights are in
+# the repository but not in the installed wheel: from a `pip install` or on Colab, download
+# `fashionlab/zoo/weights/garments-clip-b.safetensors` from the repository into a folder and set
+# `FASHIONLAB_WEIGHTS` to that folder first; the sha256 is checked as for every model.)
 #
 # :::{admonition} Solution
 # :class: dropdown

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -36,12 +37,23 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
-def test_wheel_carries_the_weights_manifest_and_results(wheel):
+PYPI_LIMIT_MB = 95
+"""PyPI refuses files over 100 MB by default; we keep a margin."""
+
+
+def test_wheel_carries_the_weights_manifest_and_results_and_fits_pypi(wheel):
+    from fashionlab.zoo.registry import REPOSITORY_ONLY
+
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "fashionlab/zoo/MANIFEST.json" in names
+    left_out = {f"fashionlab/zoo/weights/{name}.safetensors" for name in REPOSITORY_ONLY}
     for folder, pattern in (("fashionlab/zoo/weights", ".safetensors"), ("fashionlab/experiments/results", ".json")):
         shipped = {f"{folder}/{p.name}" for p in (ROOT / folder).iterdir() if p.name.endswith(pattern)}
-        assert shipped and shipped <= names, sorted(shipped - names)
+        assert shipped and shipped - left_out <= names, sorted(shipped - left_out - names)
+    assert not left_out & names, sorted(left_out & names)
+    excluded = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["exclude-package-data"]
+    assert sorted(excluded["fashionlab"]) == sorted(n.removeprefix("fashionlab/") for n in left_out)
+    assert wheel.stat().st_size < PYPI_LIMIT_MB * 1e6, f"the wheel is {wheel.stat().st_size / 1e6:.1f} MB"
     assert not any(n.startswith(("tests/", "notebooks/", "training/")) for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
 
@@ -76,3 +88,35 @@ print("PARTS", sorted(RESULTS))
     package = Path(run.stdout.split("PACKAGE ")[1].splitlines()[0])
     assert venv in package.parents, package  # the wheel's copy, not the checkout
     assert "PARTS ['classifiers', 'confirm', 'main', 'sweep']" in run.stdout, run.stdout
+
+
+def test_no_notebook_loads_a_model_the_wheel_leaves_out():
+    from fashionlab.zoo.registry import REPOSITORY_ONLY
+
+    for source in (ROOT / "notebooks").glob("[0-9]*.py"):
+        code = [line for line in source.read_text().splitlines() if not line.lstrip().startswith("#")]
+        for name in REPOSITORY_ONLY:
+            loads = [line for line in code if "load" in line and f'"{name}"' in line]
+            assert not loads, f"{source.name} loads {name}, whose weights the wheel leaves out: {loads}"
+
+
+def test_a_repository_only_model_missing_from_the_package_says_where_to_get_it(tmp_path, monkeypatch):
+    from fashionlab.zoo import registry
+
+    name = registry.REPOSITORY_ONLY[0]
+    package = tmp_path / "weights"  # an installed wheel's folder: the config, no weights
+    package.mkdir()
+    shutil.copy(registry.WEIGHTS_DIR / f"{name}.json", package)
+    monkeypatch.delenv(registry.WEIGHTS_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match=f"not in the installed package.*{registry.WEIGHTS_ENV}"):
+        registry.verify_file(name, package)
+    downloaded = tmp_path / "downloads"
+    downloaded.mkdir()
+    shutil.copy(registry.WEIGHTS_DIR / f"{name}.safetensors", downloaded)
+    monkeypatch.setenv(registry.WEIGHTS_ENV, str(downloaded))
+    assert registry.verify_file(name, package) == downloaded / f"{name}.safetensors"  # sha256 checked there
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / f"{name}.safetensors").write_bytes(b"not the weights")
+    monkeypatch.setenv(registry.WEIGHTS_ENV, str(tmp_path / "bad"))
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        registry.verify_file(name, package)

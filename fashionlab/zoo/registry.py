@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,15 @@ from pathlib import Path
 ZOO_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = ZOO_DIR / "weights"
 MANIFEST_PATH = ZOO_DIR / "MANIFEST.json"
+
+REPOSITORY_ONLY: tuple[str, ...] = ("garments-clip-b",)
+"""Models whose weights ship in the repository but not in the wheel (``pyproject.toml`` excludes
+them, and a test keeps the two lists equal). No notebook loads them: they serve the experiment
+commands that regenerate chapter 05's backbone table and the independent CLIP judge of chapters 07
+and 10. Leaving them out keeps the wheel under PyPI's 100 MB limit per file."""
+WEIGHTS_ENV = "FASHIONLAB_WEIGHTS"
+"""A folder to look in for a model's ``.safetensors`` when the package has none (a downloaded
+repository-only model); the sha256 is checked all the same."""
 
 
 @dataclass(frozen=True)
@@ -152,13 +162,23 @@ def tiny_files(name: str, weights_dir: Path = WEIGHTS_DIR) -> tuple[Path, Path]:
 
 
 def verify_file(name: str, weights_dir: Path = WEIGHTS_DIR, manifest_path: Path = MANIFEST_PATH) -> Path:
-    """Check that ``name``'s weights exist and match the sha256 in the manifest; return the path."""
+    """Check that ``name``'s weights exist (in the package, else in ``$FASHIONLAB_WEIGHTS``) and match
+    the sha256 in the manifest; return the path."""
     weights, cfg = tiny_files(name, weights_dir)
     record = read_manifest(manifest_path)["models"].get(name)
     if record is None:
         raise FileNotFoundError(
             f"zoo model {name!r} has no entry in {manifest_path.name}; it has not been trained and exported yet "
             f"(python -m fashionlab.zoo train {name}, then python -m fashionlab.zoo export {name})"
+        )
+    if not weights.is_file() and os.environ.get(WEIGHTS_ENV):
+        weights = Path(os.environ[WEIGHTS_ENV]).expanduser() / weights.name
+    if not weights.is_file() and name in REPOSITORY_ONLY:
+        raise FileNotFoundError(
+            f"zoo model {name!r}: its weights ({weights.name}) are in the repository but not in the installed "
+            f"package (only the experiment commands use them, and the wheel must stay under PyPI's size limit). "
+            f"Install from a clone (pip install -e .), or put fashionlab/zoo/weights/{weights.name} from the "
+            f"repository in a folder and set {WEIGHTS_ENV} to it"
         )
     for path in (weights, cfg):
         if not path.is_file():
