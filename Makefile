@@ -11,9 +11,15 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test unit nbval nbval-portable sync-check colab-check book check-book linkcheck nb notebooks clean
+.PHONY: install lab test unit nbval nbval-portable sync-check colab-check book check-book linkcheck nb notebooks clean
 
 $(STAMP): requirements.txt constraints-book.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || \
+		(echo "FashionLab needs Python 3.11; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo missing)." \
+		"Install Python 3.11 and run: make PYTHON=python3.11 $(MAKECMDGOALS)" && exit 2)
+	@test -x $(PY) || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
+		(echo "'$(PYTHON)' has no venv module. On Debian or Ubuntu: apt-get install python3.11-venv" \
+		"(or python3-venv), then run make again" && exit 2)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints-book.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -21,6 +27,12 @@ $(STAMP): requirements.txt constraints-book.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# JupyterLab on the notebooks, from the venv (pinned in requirements.txt); it prints the address to
+# open. LAB_ARGS passes options through, e.g. make lab LAB_ARGS="--no-browser --port 8899".
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -q
@@ -50,19 +62,22 @@ sync-check: $(STAMP)
 	$(PY) -m pytest -q tests/test_notebooks_paired.py
 
 # The book serves its own pinned MathJax (SVG output: no web fonts, so maths renders from disk and
-# offline). npm fetches the release tarball; its sha256 is checked before anything is unpacked.
+# offline). pip fetches MathJax's release as PyPI packages it (django-static-mathjax: MathJax's own es5
+# build and licence, no code of Django's and no dependencies), so building the book needs no JavaScript
+# toolchain; the wheel's sha256 is checked before anything is unpacked.
 MATHJAX_VERSION := 3.2.2
-MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
+MATHJAX_WHEEL := django_static_mathjax-$(MATHJAX_VERSION).1-py3-none-any.whl
+MATHJAX_SHA256 := 05ad109fd9e5d9d380c76389689b7f523e9ccb7f7a85c1eb962c7564eac7601d
 MATHJAX := book/_static/mathjax/tex-svg.js
 
-$(MATHJAX):
-	@command -v npm >/dev/null || (echo "the book serves a pinned MathJax, fetched with npm: install Node.js "\
-		"and npm (apt-get install npm), then run make book again" && exit 2)
+$(MATHJAX): $(STAMP)
 	rm -rf _build/mathjax-pack && mkdir -p _build/mathjax-pack book/_static/mathjax
-	cd _build/mathjax-pack && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null
-	echo "$(MATHJAX_SHA256)  _build/mathjax-pack/mathjax-$(MATHJAX_VERSION).tgz" | sha256sum -c --quiet
-	tar -xzf _build/mathjax-pack/mathjax-$(MATHJAX_VERSION).tgz -C _build/mathjax-pack
-	cp -r _build/mathjax-pack/package/es5/. _build/mathjax-pack/package/LICENSE book/_static/mathjax/
+	$(PY) -m pip download --quiet --no-deps --only-binary :all: --dest _build/mathjax-pack \
+		django-static-mathjax==$(MATHJAX_VERSION).1
+	echo "$(MATHJAX_SHA256)  _build/mathjax-pack/$(MATHJAX_WHEEL)" | sha256sum -c --quiet
+	$(PY) -m zipfile -e _build/mathjax-pack/$(MATHJAX_WHEEL) _build/mathjax-pack/unpacked
+	cp -r _build/mathjax-pack/unpacked/mathjax/static/mathjax/es5/. \
+		_build/mathjax-pack/unpacked/mathjax/static/mathjax/LICENSE book/_static/mathjax/
 	cd book/_static/mathjax && rm -rf sre output/chtml output/chtml.js latest.js node-main.js mml-*.js \
 		tex-chtml*.js tex-mml-*.js tex-svg-full.js
 	rm -rf _build/mathjax-pack
