@@ -4,7 +4,9 @@
 
 A page fails if it does not load, if an image on it does not resolve (a missing file, or anything
 that would need the network), if a cell output says ``Traceback`` or ``Error``, or if maths is left
-as raw TeX after MathJax has run (the book serves its own pinned MathJax, so this holds offline).
+as raw TeX after MathJax has run (the book serves its own pinned MathJax, so this holds offline), if
+it shows a notebook's Colab install cell (hidden by its ``remove-cell`` tag), or if the primary
+sidebar holds a second search box beside the header's.
 Screenshots of two pages are kept as artefacts. Chromium renders each page with JavaScript
 (``--dump-dom`` after a virtual-time budget); the DOM it returns is checked here with the standard
 library's HTML parser.
@@ -66,7 +68,9 @@ class _Page(HTMLParser):
         self.output_text: list[str] = []
         self.prose: list[str] = []
         self.typeset = 0
+        self.sidebar_search = 0
         self._stack: list[tuple[str, bool, bool]] = []  # (tag, inside a cell output, text skipped)
+        self._sidebar_depth: int | None = None  # stack depth of the primary sidebar, while inside it
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -75,6 +79,10 @@ class _Page(HTMLParser):
             self.images.append(a["src"])
         if tag == "mjx-container":
             self.typeset += 1
+        if a.get("id") == "pst-primary-sidebar":
+            self._sidebar_depth = len(self._stack)
+        if self._sidebar_depth is not None and "search-button-field" in classes:
+            self.sidebar_search += 1
         parent_out, parent_skip = (self._stack[-1][1], self._stack[-1][2]) if self._stack else (False, False)
         in_output = parent_out or "cell_output" in classes
         skip = parent_skip or tag in SKIP_TEXT
@@ -85,6 +93,8 @@ class _Page(HTMLParser):
         for i in range(len(self._stack) - 1, -1, -1):
             if self._stack[i][0] == tag:
                 del self._stack[i:]
+                if self._sidebar_depth is not None and len(self._stack) <= self._sidebar_depth:
+                    self._sidebar_depth = None
                 return
 
     def handle_data(self, data: str) -> None:
@@ -130,6 +140,10 @@ def problems(page: Path, dom: str) -> list[str]:
         match = OUTPUT_FAILURE.search(text)
         if match:
             found.append(f"an output says {match.group(0)!r}: {text.strip()[:120]!r}")
+    if parsed.sidebar_search:
+        found.append("a second search box: the primary sidebar has one beside the header's")
+    if "google.colab" in dom:
+        found.append("the page shows a notebook's Colab install cell (tag it remove-cell)")
     prose = " ".join(parsed.prose)
     for match in RAW_TEX.finditer(prose):
         found.append(f"maths left as raw TeX: {prose[max(0, match.start() - 40):match.end() + 40]!r}")

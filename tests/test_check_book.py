@@ -50,8 +50,15 @@ def fixture_book(tmp_path_factory) -> Path:
     (book / "raw_tex.md").write_text("# Raw TeX\n\n```{raw} html\n<p>left as \\(x^2\\) by a page without MathJax</p>\n```\n")
     (book / "traceback.ipynb").write_text(json.dumps(_notebook("Traceback (most recent call last):\nZeroDivisionError\n")))
     (book / "fine_output.ipynb").write_text(json.dumps(_notebook("refused: neckline does not apply\n")))
+    shown = _notebook("")
+    shown["cells"][0]["source"] = 'import sys\nif "google.colab" in sys.modules:\n    print("installing")\n'
+    hidden = json.loads(json.dumps(shown))
+    hidden["cells"][0]["metadata"]["tags"] = ["remove-cell"]
+    (book / "install_shown.ipynb").write_text(json.dumps(shown))
+    (book / "install_hidden.ipynb").write_text(json.dumps(hidden))
     (book / "_toc.yml").write_text("format: jb-book\nroot: good\nchapters:\n- file: broken_image\n- file: raw_tex\n"
-                                   "- file: traceback\n- file: fine_output\n")
+                                   "- file: traceback\n- file: fine_output\n- file: install_shown\n"
+                                   "- file: install_hidden\n")
     config = (ROOT / "_config.yml").read_text()
     start = config.index("sphinx:")
     (book / "_config.yml").write_text("title: Fixture\nexecute:\n  execute_notebooks: 'off'\nparse:\n"
@@ -68,8 +75,9 @@ def test_the_fixture_uses_the_books_own_mathjax(fixture_book):
 
 
 def test_a_good_page_passes_with_typeset_maths(fixture_book, tmp_path):
-    report = check_book.check_book(fixture_book, ["good", "fine_output"], tmp_path / "shots", ("good",))
-    assert report == {"good": [], "fine_output": []}
+    report = check_book.check_book(fixture_book, ["good", "fine_output", "install_hidden"], tmp_path / "shots",
+                                   ("good",))
+    assert report == {"good": [], "fine_output": [], "install_hidden": []}
     assert (tmp_path / "shots" / "good.png").stat().st_size > 10_000
     page = check_book._Page()
     page.feed(check_book.render(fixture_book / "good.html", check_book.chromium(), str(tmp_path / "profile")))
@@ -79,6 +87,7 @@ def test_a_good_page_passes_with_typeset_maths(fixture_book, tmp_path):
 @pytest.mark.parametrize("name, expected", [("broken_image", "image does not resolve"),
                                             ("raw_tex", "maths left as raw TeX"),
                                             ("traceback", "an output says 'Traceback'"),
+                                            ("install_shown", "shows a notebook's Colab install cell"),
                                             ("missing_page", "page missing")])
 def test_a_bad_page_fails(fixture_book, name, expected):
     report = check_book.check_book(fixture_book, [name])
@@ -87,8 +96,16 @@ def test_a_bad_page_fails(fixture_book, name, expected):
 
 def test_the_command_line_exits_non_zero_on_a_bad_book(fixture_book, capsys):
     toc = fixture_book.parent.parent / "_toc.yml"
-    assert check_book.toc_pages(toc) == ["good", "broken_image", "raw_tex", "traceback", "fine_output"]
+    assert check_book.toc_pages(toc) == ["good", "broken_image", "raw_tex", "traceback", "fine_output",
+                                         "install_shown", "install_hidden"]
     assert check_book.main([str(fixture_book), "--toc", str(toc), "--shot", "good",
                             "--screenshots", str(fixture_book.parent / "shots")]) == 1
     out = capsys.readouterr().out
-    assert "2 passed, 3 failed" in out
+    assert "3 passed, 4 failed" in out
+
+
+def test_a_search_box_in_the_sidebar_is_a_second_one(tmp_path):
+    sidebar = ('<div id="pst-primary-sidebar"><div><button class="btn search-button-field">Search</button></div></div>')
+    header = '<header><button class="btn search-button-field">Search</button></header><div id="pst-primary-sidebar"></div>'
+    assert any("second search box" in p for p in check_book.problems(tmp_path / "x.html", f"<body>{sidebar}</body>"))
+    assert check_book.problems(tmp_path / "x.html", f"<body>{header}<p>after</p></body>") == []

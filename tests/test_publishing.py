@@ -40,9 +40,15 @@ def test_workflows_parse_and_call_existing_make_targets(name):
         assert "test" in called
 
 
-def test_ci_runs_on_push_and_pull_request_and_pages_deploys_the_built_book():
+def test_ci_runs_on_push_and_pull_request_and_pages_deploys_the_built_book_after_ci_passes():
     assert {"push", "pull_request"} <= set(workflow("ci.yml")["on"])
     pages = workflow("pages.yml")
+    assert set(pages["on"]) == {"workflow_run", "workflow_dispatch"}, "Pages must not deploy on a bare push"
+    run = pages["on"]["workflow_run"]
+    assert run["workflows"] == [workflow("ci.yml")["name"]] and run["types"] == ["completed"] and run["branches"] == ["main"]
+    assert "conclusion == 'success'" in pages["jobs"]["build"]["if"]
+    assert "launch_buttons" in (config := yaml.safe_load((ROOT / "_config.yml").read_text()))
+    assert "binderhub_url" not in config["launch_buttons"], "a Binder button needs a tested Binder environment"
     uploads = [s for s in pages["jobs"]["build"]["steps"] if s.get("uses", "").startswith("actions/upload-pages")]
     assert uploads and uploads[0]["with"]["path"] == "_build/html"
     assert "schedule" in workflow("scheduled.yml")["on"]
