@@ -397,7 +397,8 @@ def oracle_features(oracle: torch.nn.Module):
 
 def inception_features(random_weights: bool = False):
     """FID/KID feature extractor of the ``full`` profile: torchvision's Inception-v3 pool features
-    (2048-d) on images resized to 299 px. ``random_weights=True`` builds it offline (tests)."""
+    (2048-d) on images resized to 299 px, on whatever device the images are (a CUDA batch moves the
+    network to CUDA once). ``random_weights=True`` builds it offline (tests)."""
     from torchvision.models import Inception_V3_Weights, inception_v3
 
     if random_weights:
@@ -415,7 +416,12 @@ def inception_features(random_weights: bool = False):
 
     @torch.no_grad()
     def extract(images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate((images + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False)
+        """Features of ``images`` (B, 3, H, W) in [-1, 1], computed on the images' device (the
+        network follows them there), returned on that device in fp32."""
+        nonlocal net
+        if next(net.parameters()).device != images.device:
+            net = net.to(images.device)
+        x = F.interpolate((images.float() + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False)
         return net((x - mean.to(x.device)) / std.to(x.device))
 
     return extract

@@ -171,8 +171,10 @@ def chapter_08(src: Sources, device: torch.device, steps: int) -> str:
     images = to_model_input(square_images(frame, size))
     data = lora.encode_split(pipe, images, [caption_from_row(row) for _, row in frame.iterrows()])
     with tempfile.TemporaryDirectory() as tmp:
-        run = lora.train_lora(pipe, data, lora.LoRAConfig(epochs=1, batch_size=len(data), save_epochs=(1,),
-                                                          bf16=device.type == "cuda"), tmp, progress=False)
+        # What fits a 16 GB T4 at 512 px: batch 2, gradient checkpointing, fp16 autocast (bf16 where it exists)
+        cfg = lora.LoRAConfig(epochs=1, batch_size=2, save_epochs=(1,), bf16=device.type == "cuda",
+                              gradient_checkpointing=device.type == "cuda")
+        run = lora.train_lora(pipe, data, cfg, tmp, progress=False)
         saved = sorted(p.name for p in run.saved[1].iterdir())
     return (f"a {image.shape[-1]} px image in {_count(steps, 'step')}; LoRA r4: {run.trainable_parameters / 1e6:.2f}M "
             f"parameters, {_count(run.steps, 'step')}, loss {run.losses[-1]:.3f}, saved {saved}")

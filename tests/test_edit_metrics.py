@@ -126,3 +126,12 @@ def test_metrics_name_the_bad_argument():
         metrics.preservation(source, bad, region)
     with pytest.raises(ValueError, match="source and edited must have the same shape"):
         metrics.preservation(source, source[:, :, :8, :8], region)
+
+
+def test_inception_features_follow_the_images_device():
+    """Under full on a GPU the batch is on CUDA: the network must move to it (here the meta device
+    stands in for CUDA, which this machine lacks: a network left on the CPU would refuse it)."""
+    extract = metrics.inception_features(random_weights=True)
+    assert extract(torch.zeros(1, 3, 64, 64)).device.type == "cpu"
+    features = extract(torch.zeros(2, 3, 64, 64, device="meta"))
+    assert features.device.type == "meta" and features.shape == (2, 2048)

@@ -242,3 +242,40 @@ def test_glue_writes_what_myst_nb_glue_writes_without_needing_myst_nb(monkeypatc
         glue("", 1)
     for page in (ROOT / "notebooks").glob("*.py"):
         assert "myst_nb" not in page.read_text(), f"{page.name} imports myst_nb, which the package does not declare"
+
+
+def test_setup_pages_full_table_is_the_smoke_commands_table():
+    """book/setup.md's per-chapter table says what fashionlab.smoke checks (ok / tiny only) and which
+    notebooks honour PROFILE (smoke.NOTEBOOK_FULL), so the docs and the code cannot drift apart."""
+    from fashionlab.smoke import CHECKS, NOTEBOOK_FULL
+
+    rows = {}
+    for line in (ROOT / "book" / "setup.md").read_text().splitlines():
+        match = re.match(r"\| (\d\d) [^|]+\| ([^|]+) \| ([^|]+) \|$", line)
+        if match:
+            rows[match.group(1)] = (match.group(2), match.group(3))
+    chapters = sorted(p.name[:2] for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py") if not p.name.startswith("99"))
+    assert sorted(rows) == chapters == sorted(CHECKS)
+    for chapter, (notebook, smoke) in rows.items():
+        assert notebook.startswith("honours `PROFILE`") == (chapter in NOTEBOOK_FULL), (chapter, notebook)
+        if chapter not in NOTEBOOK_FULL:
+            assert notebook.startswith("tiny"), (chapter, notebook)
+        status = CHECKS[chapter][1]
+        assert smoke.startswith(status) and (status == "tiny only") == notebook.startswith("tiny only"), (chapter, smoke)
+
+
+def test_setup_pages_commands_exist():
+    """Every `make` target setup.md names exists, and every `python -m` command it shows accepts the
+    options it is shown with."""
+    import subprocess
+    import sys
+
+    text = (ROOT / "book" / "setup.md").read_text()
+    targets = make_targets()
+    named = set(re.findall(r"(?m)(?:^|`|=full )make (?:[A-Z_]+=\S+ )*([a-z][\w-]*)", text))
+    assert {"lab", "test", "book", "colab-check", "nb", "notebooks"} <= named <= targets, named - targets
+    for module, args in set(re.findall(r"python -m (fashionlab[\w.]*) ([^`\n#]*)", text)):
+        usage = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT)
+        assert usage.returncode == 0, (module, usage.stderr[-500:])
+        for option in re.findall(r"--[\w-]+", args):
+            assert option in usage.stdout, f"setup.md runs {module} with {option}, which it does not accept"

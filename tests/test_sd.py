@@ -1,6 +1,7 @@
 """The latent text-to-image model of chapter 08: the converted text tower and tokenizer, the
 training losses with resume, and the pipeline assembled from zoo parts (random weights, tiny sizes)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -211,6 +212,11 @@ def test_lora_trains_saves_and_loads_back_exactly(tmp_path, tiny_zoo, tiny_profi
     # a run is repeatable: A's initialisation and every draw come from cfg.seed
     again = lora.train_lora(load(), train, cfg, validation=val, progress=False)
     assert again.losses == run.losses and again.validation == run.validation
+    # gradient checkpointing (the full run's memory saver) recomputes activations: the same training
+    checkpointed = load()
+    ckpt = lora.train_lora(checkpointed, train, dataclasses.replace(cfg, gradient_checkpointing=True), progress=False)
+    assert checkpointed.unet.is_gradient_checkpointing and not pipe.unet.is_gradient_checkpointing
+    assert ckpt.losses == pytest.approx(run.losses, rel=1e-5, abs=1e-6)
 
 
 def test_validation_loss_is_the_same_draw_every_call(tiny_zoo, tiny_profile):
@@ -391,3 +397,12 @@ def test_prompt_box_generates_switches_the_adapter_and_reports_errors(tiny_zoo, 
     torch.testing.assert_close(off, generate(base, "a dress", seed=0, steps=2), atol=1e-6, rtol=0)
     assert (on - off).abs().max() > 1e-3
     torch.testing.assert_close(prompt_figure(adapted, "a dress", steps=2, n=1)[0], on, atol=0, rtol=0)  # left on
+
+
+def test_mixed_precision_falls_back_to_fp16_on_a_gpu_without_bf16():
+    from fashionlab.train.loop import mixed_precision_for
+
+    assert mixed_precision_for(True, on_gpu=True, bf16_supported=False) == "fp16"  # a Colab T4
+    assert mixed_precision_for(True, on_gpu=True, bf16_supported=True) == "bf16"
+    assert mixed_precision_for(True, on_gpu=False, bf16_supported=False) == "no"
+    assert mixed_precision_for(False, on_gpu=True, bf16_supported=True) == "no"

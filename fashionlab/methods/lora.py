@@ -52,6 +52,10 @@ class LoRAConfig:
     """The example's default "constant" schedule: no warm-up, no decay."""
     grad_clip: float = 1.0
     bf16: bool = True
+    """Mixed precision: bf16 autocast where the hardware has it, else fp16 on a GPU (a T4), else fp32."""
+    gradient_checkpointing: bool = False
+    """Recompute the UNet's activations in the backward pass (diffusers' ``enable_gradient_checkpointing``):
+    much less memory for some more time. The ``full`` run on Stable Diffusion at 512 px turns it on."""
     seed: int = 0
     save_epochs: tuple[int, ...] = (1, 11, 20)
     """Epochs after which the adapter is saved (the paper's early / mid / late stages)."""
@@ -197,6 +201,8 @@ def train_lora(pipe, train: CaptionedLatents, cfg: LoRAConfig, workdir: str | Pa
     noise_scheduler = _training_scheduler(scheduler)
     with seeded(cfg.seed):  # peft draws A's Gaussian init from the global RNG
         trainable = add_lora(unet, cfg)
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     params = [p for p in unet.parameters() if p.requires_grad]
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs

@@ -85,8 +85,9 @@ class AttrNetRun:
     seconds: float
     trainable_parameters: int
     precision: str
-    """The arithmetic the run actually used: ``"bf16"`` (autocast) or ``"fp32"``. A config asking for
-    bf16 on a CPU without native bf16 trains in fp32, and results files record that."""
+    """The arithmetic the run actually used: ``"bf16"`` or ``"fp16"`` (autocast) or ``"fp32"``. A config
+    asking for bf16 on a CPU without native bf16 trains in fp32 (on a GPU without it, in fp16), and
+    results files record that."""
 
     def record(self) -> dict:
         """The run as results files store it: seconds and losses rounded, parameters, precision."""
@@ -142,7 +143,7 @@ def train_attrnet(model: AttributeNet, strategy: str, cache: RenderCache, cfg: A
                  log_every=log_every, batch_size=cfg.batch_size, clip_params=trainable, progress=progress,
                  desc=f"attrnet {strategy}")
     model.eval()
-    precision = "bf16" if accelerator.mixed_precision == "bf16" else "fp32"
+    precision = {"bf16": "bf16", "fp16": "fp16"}.get(accelerator.mixed_precision, "fp32")
     return AttrNetRun(result.losses, time.perf_counter() - start, sum(p.numel() for p in trainable), precision)
 
 

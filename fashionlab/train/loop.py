@@ -37,15 +37,26 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def mixed_precision_for(low_precision: bool, on_gpu: bool, bf16_supported: bool) -> str:
+    """Accelerate's ``mixed_precision`` for a run that asks for low precision: ``"bf16"`` where the
+    hardware has it; on a GPU without it (a Colab T4) ``"fp16"``, with Accelerate's loss scaling;
+    on a CPU without it, ``"no"`` (fp32)."""
+    if not low_precision:
+        return "no"
+    if bf16_supported:
+        return "bf16"
+    return "fp16" if on_gpu else "no"
+
+
 def make_accelerator(bf16: bool):
-    """An ``accelerate.Accelerator`` on the GPU if there is one, else the CPU; bf16 autocast only
-    where the hardware supports it (otherwise fp32)."""
+    """An ``accelerate.Accelerator`` on the GPU if there is one, else the CPU, with the mixed
+    precision :func:`mixed_precision_for` picks when ``bf16`` asks for low precision."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
     on_gpu = torch.cuda.is_available()
-    use_bf16 = bf16 and (torch.cuda.is_bf16_supported() if on_gpu else cpu_supports_bf16())
-    mixed_precision = "bf16" if use_bf16 else "no"
+    supported = torch.cuda.is_bf16_supported() if on_gpu else cpu_supports_bf16()
+    mixed_precision = mixed_precision_for(bf16, on_gpu, supported)
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
         # Accelerate keeps one precision per process and refuses another; our trainings run one
