@@ -46,12 +46,13 @@ nbval: $(STAMP)
 
 # The stored outputs must hold on other CPUs, not only the one that wrote them: re-run nbval with
 # AVX2 kernels only (oneDNN, MKL and ATen capped), then on one thread, then on four (what a GitHub
-# runner gives a kernel). Not part of `make test` (it takes about three times as long as nbval); run
-# it before committing a re-executed notebook. NBS=notebooks/06_guided_editing.ipynb limits it to one.
+# runner gives a kernel; on a 2-core machine its threads wait passively, or oversubscribed OpenMP
+# threads spin and a cell can run ten times slower). Not part of `make test` (it takes about three
+# times as long as nbval); run it before committing a re-executed notebook. NBS=... limits it.
 nbval-portable: $(STAMP)
 	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2 $(PY) -m pytest $(NBVAL_ARGS) $(NBS)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(NBVAL_ARGS) $(NBS)
-	OMP_NUM_THREADS=4 MKL_NUM_THREADS=4 $(PY) -m pytest $(NBVAL_ARGS) $(NBS)
+	OMP_NUM_THREADS=4 MKL_NUM_THREADS=4 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest $(NBVAL_ARGS) $(NBS)
 
 # Every chapter as a Colab user meets it (tests/colab_check.py): the built wheel, installed by each
 # notebook's own install cell into a fresh environment that holds only Colab's PyTorch and kernel and a

@@ -14,25 +14,34 @@ import sys
 from pathlib import Path
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+def _number(text: str, low: float, high: float, integer: bool = False, note: str = "") -> float | int:
+    """``text`` as a finite number (an int if ``integer``) in [low, high], else argparse's error."""
+    import math
+
+    kind = "an integer" if integer else "a finite number"
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {kind} in [{low:g}, {high:g}]{note}, got {text!r}") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {kind} in [{low:g}, {high:g}]{note}, got {text!r}")
     return value
+
+
+def _steps(text: str) -> int:
+    return _number(text, 1, 1000, integer=True, note=" (the schedule has 1000 timesteps)")
 
 
 def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
+    return _number(text, 0, 2**63 - 1, integer=True)
 
 
 def _guidance(text: str) -> float:
-    value = float(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (1 turns classifier-free guidance off), got {text}")
-    return value
+    return _number(text, 1, 100, note=" (1 turns classifier-free guidance off)")
+
+
+def _lora_scale(text: str) -> float:
+    return _number(text, 0, 2, note=" (0 turns the adapter off, 1 is as trained)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,10 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", help='the text prompt, e.g. "an image of a 2011 Casual Fall White Men\'s Sweater"')
     gen.add_argument("--lora", type=Path, default=None,
                      help="a LoRA adapter: a zoo name (garments-sd-lora-catalog) or a folder / .safetensors file")
-    gen.add_argument("--lora-scale", type=float, default=1.0, help="weight of the adapter (default 1)")
+    gen.add_argument("--lora-scale", type=_lora_scale, default=1.0, help="weight of the adapter, 0-2 (default 1)")
     gen.add_argument("--seed", type=_seed, default=0, help="seed of the initial latent (default 0)")
-    gen.add_argument("--steps", type=_positive_int, default=25, help="DDIM steps (default 25)")
-    gen.add_argument("--guidance", type=_guidance, default=4.0, help="classifier-free guidance scale (default 4)")
+    gen.add_argument("--steps", type=_steps, default=25, help="DDIM steps, 1-1000 (default 25)")
+    gen.add_argument("--guidance", type=_guidance, default=4.0, help="classifier-free guidance scale, 1-100 (default 4)")
     gen.add_argument("--profile", choices=("tiny", "full"), default=None,
                      help="tiny: the offline garments model (default: $FASHIONLAB_PROFILE or tiny); full: Stable Diffusion 1.4")
     gen.add_argument("--out", type=Path, default=Path("garment.png"), help="output PNG (default garment.png)")
@@ -82,7 +91,13 @@ def generate_command(args: argparse.Namespace) -> int:
         pipe.set_adapters([str(args.lora)], adapter_weights=[args.lora_scale])
     elif args.lora is not None:
         folder, name = (args.lora.parent, args.lora.name) if args.lora.is_file() else (args.lora, None)
-        pipe.load_lora_weights(folder, weight_name=name, adapter_name="cli")
+        try:
+            pipe.load_lora_weights(folder, weight_name=name, adapter_name="cli")
+        except Exception as err:  # a corrupt or foreign file: safetensors, OSError or peft errors
+            print(f"error: --lora {args.lora} could not be read as a diffusers LoRA adapter for this model "
+                  f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else 'no detail'})",
+                  file=sys.stderr)
+            return 2
         pipe.set_adapters(["cli"], adapter_weights=[args.lora_scale])
     image = generate(pipe, args.prompt, seed=args.seed, steps=args.steps, guidance=args.guidance)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,33 @@ from typing import Iterator
 
 import torch
 
+def check_number(name: str, value: object, low: float | None = None, high: float | None = None, *,
+                 integer: bool = False, low_open: bool = False, high_open: bool = False) -> None:
+    """Refuse, with a ``ValueError`` that names ``name``, a ``value`` that is not a finite real number
+    (an int if ``integer``) in [``low``, ``high``] (open ends with ``low_open`` / ``high_open``).
+
+    Every config field that holds a strength, a weight, a rate or a count goes through this, because
+    a plain ``value < 0`` check lets NaN through (every comparison with NaN is false) and infinity
+    past any lower bound."""
+    import math
+    import numbers
+
+    wanted = numbers.Integral if integer else numbers.Real
+    kind = "an int" if integer else "a finite number"
+    ends = []
+    if low is not None:
+        ends.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        ends.append(f"{'<' if high_open else '<='} {high:g}")
+    expected = kind + (" " + " and ".join(ends) if ends else "")
+    if isinstance(value, bool) or not isinstance(value, wanted) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
 PROFILES = ("tiny", "full")
 PROFILE_ENV = "FASHIONLAB_PROFILE"
 DEVICE_ENV = "FASHIONLAB_DEVICE"

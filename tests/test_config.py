@@ -115,4 +115,61 @@ def test_cached_weights_load_offline(monkeypatch, tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth").write_bytes(b"")
     assert config.torch_hub_cached(url)
-    assert config.hf_cached("google/ddpm-celebahq-256", "config.json") in (True, False)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    assert config.hf_cached("google/ddpm-celebahq-256", "config.json") is False
+    repo = tmp_path / "hf" / "models--google--ddpm-celebahq-256"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    (repo / "snapshots" / "0123abcd" / "config.json").write_text("{}")
+    assert config.hf_cached("google/ddpm-celebahq-256", "config.json") is True
+    assert config.hf_cached("google/ddpm-celebahq-256", "diffusion_pytorch_model.bin") is False
+
+
+BAD_NUMBERS = (float("nan"), float("inf"), float("-inf"), -1.0)
+
+
+def _configs():
+    """Every config that holds a strength, weight, rate or count, with a field to spoil."""
+    from fashionlab.diffusion.guidance import Guidance
+    from fashionlab.methods.blended_diffusion import BlendedConfig
+    from fashionlab.methods.diffusionclip import DiffusionCLIPConfig
+    from fashionlab.methods.gradient_guidance import GradientGuidanceConfig
+    from fashionlab.methods.guided_edit import GuidedEditConfig
+    from fashionlab.methods.lora import LoRAConfig
+    from fashionlab.methods.zip import ZIPConfig
+
+    return [
+        (Guidance, {"mode": "universal"}, "strength"), (GradientGuidanceConfig, {}, "strength"),
+        (GuidedEditConfig, {}, "strength"), (GuidedEditConfig, {}, "mse_weight"), (GuidedEditConfig, {}, "eta"),
+        (BlendedConfig, {}, "clip_weight"), (BlendedConfig, {}, "range_weight"),
+        (DiffusionCLIPConfig, {}, "clip_weight"), (DiffusionCLIPConfig, {}, "l1_weight"),
+        (DiffusionCLIPConfig, {}, "learning_rate"), (LoRAConfig, {}, "learning_rate"), (LoRAConfig, {}, "alpha"),
+        (LoRAConfig, {}, "weight_decay"), (ZIPConfig, {}, "clip_weight"), (ZIPConfig, {}, "recon_weight"),
+        (ZIPConfig, {}, "learning_rate")]
+
+
+@pytest.mark.parametrize("index", range(16))
+@pytest.mark.parametrize("bad", BAD_NUMBERS, ids=repr)
+def test_every_config_refuses_nan_infinite_and_negative_numbers_naming_the_field(index, bad):
+    cls, base, field = _configs()[index]
+    if field == "strength":
+        base = {**base, "strength": bad}
+    else:
+        base = {**base, field: bad, **({"strength": 1.0} if cls.__name__ in ("Guidance", "GradientGuidanceConfig") else {})}
+    with pytest.raises(ValueError, match=field):
+        cls(**base)
+
+
+@pytest.mark.parametrize("value, kwargs, ok", [
+    (0, {"low": 0}, True), (0.0, {"low": 0, "low_open": True}, False), (3, {"low": 1, "integer": True}, True),
+    (3.0, {"low": 1, "integer": True}, False), (True, {}, False), ("1", {}, False), (1e308, {}, True),
+    (float("nan"), {}, False), (2, {"high": 1}, False), (1, {"high": 1, "high_open": True}, False)])
+def test_check_number(value, kwargs, ok):
+    if ok:
+        config.check_number("x", value, **kwargs)
+    else:
+        with pytest.raises(ValueError, match="^x must be"):
+            config.check_number("x", value, **kwargs)

@@ -229,3 +229,7 @@ def test_render_cache_on_disk_is_reused_and_keyed(tmp_path, monkeypatch):
     assert again.specs == first.specs
     garments.render_cache(6, 6, progress=False, on_disk=True)  # another seed is another file
     assert len(list(tmp_path.glob("renders-*.pt"))) == 2
+    # the file holds tensors and plain containers: a pickled class in its place is refused, not run
+    torch.save({"images": first.images, "specs": first.specs}, files[0])
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        garments.render_cache(5, 6, progress=False, on_disk=True)

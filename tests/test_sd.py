@@ -233,7 +233,7 @@ def test_validation_loss_is_the_same_draw_every_call(tiny_zoo, tiny_profile):
 
 @pytest.mark.parametrize("kwargs, match", [({"rank": 0}, "rank must be"), ({"alpha": -1.0}, "alpha must be"),
                                            ({"learning_rate": 0}, "learning_rate must be"),
-                                           ({"epochs": 0}, "must be >= 1"), ({"save_epochs": (30,)}, "save_epochs")])
+                                           ({"epochs": 0}, "epochs must be an int >= 1"), ({"save_epochs": (30,)}, "save_epochs")])
 def test_lora_config_rejects_bad_settings(kwargs, match):
     from fashionlab.methods import lora
 
@@ -265,9 +265,28 @@ def test_command_line_generates_a_png_with_and_without_lora(tmp_path, tiny_zoo, 
     assert "prompt is empty" in err and "nor an existing path" in err and "garments-sd-lora-catalog" in err and ".png" in err
     assert main(["generate", "a dress", "--lora", "garments-sd-lora-catalog", "--profile", "full"]) == 1
     assert "tiny" in capsys.readouterr().err  # a zoo adapter is for the tiny base; no hub is probed
-    for bad in (["--steps", "0"], ["--seed", "-2"], ["--guidance", "0.5"]):
-        with pytest.raises(SystemExit):
-            main(["generate", "a dress", *bad])
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00" * 64)
+    assert main(["generate", "a dress", "--steps", "2", "--lora", str(corrupt), "--out", str(tmp_path / "d.png")]) == 2
+    err = capsys.readouterr().err
+    assert "could not be read as a diffusers LoRA adapter" in err and "Traceback" not in err
+    assert not (tmp_path / "d.png").exists()
+
+
+@pytest.mark.parametrize("bad, named", [
+    (["--steps", "0"], "--steps"), (["--steps", "100000"], "--steps"), (["--steps", "2.5"], "--steps"),
+    (["--seed", "-2"], "--seed"), (["--guidance", "0.5"], "--guidance"), (["--guidance", "nan"], "--guidance"),
+    (["--guidance", "inf"], "--guidance"), (["--lora-scale=-1e9"], "--lora-scale"),
+    (["--lora-scale", "nan"], "--lora-scale")])
+def test_command_line_refuses_bad_numbers_with_one_clear_line(bad, named, capsys):
+    from fashionlab.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "a dress", *bad])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    value = bad[-1].split("=", 1)[-1]
+    assert f"argument {named}: must be" in last and f"got {value!r}" in last, last
 
 
 def test_ch08_runs_resume_and_grade_every_saved_epoch(tmp_path, tiny_zoo, tiny_profile):

@@ -147,6 +147,24 @@ def test_large_checkpoints_are_saved_in_parts_and_read_back(tmp_path):
         loop.load_state(path)
 
 
+def test_checkpoints_load_without_running_pickled_code(tmp_path):
+    """load_state reads with weights_only=True: tensors and plain containers (optimiser states, RNG
+    states, numpy's bit-generator dicts) load; a pickled class is refused instead of being run."""
+    import numpy as np
+
+    path = tmp_path / "checkpoint.pt"
+    rng = np.random.default_rng([0, 2])
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(3))])
+    plain = {"step": 3, "rng": torch.get_rng_state(), "caption_rng": rng.bit_generator.state,
+             "optimizer": optimizer.state_dict(), "config": {"lr": 1e-3, "betas": (0.9, 0.99), "name": None}}
+    loop.atomic_save(plain, path)
+    back = loop.load_state(path)
+    assert back["caption_rng"] == rng.bit_generator.state and back["config"]["betas"] == (0.9, 0.99)
+    loop.atomic_save({"step": 4, "where": Path("elsewhere")}, path)
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        loop.load_state(path)
+
+
 def test_recipe_smoke_run(tmp_path):
     """The real garments-ddpm-64 recipe, run from the command line for two steps (the full run is hours)."""
     import subprocess
@@ -300,3 +318,23 @@ def test_shipped_finetunes_reproduce_their_recorded_output(name, tiny_profile):
     assert recipes.output_fingerprint(base.unet)["mean"] != pytest.approx(recorded["mean"], abs=1e-6)
     with pytest.raises(ValueError, match="fine-tune the full base yourself"):
         loaders.load(name, profile="full")
+
+
+@pytest.mark.parametrize("name", ["garments-dclip-striped", "garments-zip-blue", "garments-asyrp-pocket",
+                                  "garments-attrnet"])
+@pytest.mark.parametrize("flags", [["--minutes", "5"], ["--max-steps", "10"], ["--resume"]])
+def test_short_recipes_refuse_the_flags_they_cannot_honour(name, flags, capsys):
+    from fashionlab.zoo.__main__ import main
+
+    assert main(["train", name, *flags]) == 2  # before any training starts
+    err = capsys.readouterr().err
+    assert err.startswith("error: recipe") and "short run" in err and flags[0].lstrip("-").replace("-", "_") in err
+
+
+@pytest.mark.parametrize("flags, named", [(["--minutes", "nan"], "minutes"), (["--minutes", "-1"], "minutes"),
+                                          (["--max-steps", "0"], "max_steps")])
+def test_long_recipes_refuse_bad_budgets(flags, named, capsys):
+    from fashionlab.zoo.__main__ import main
+
+    assert main(["train", "garments-ddpm-64", *flags]) == 2
+    assert f"error: {named} must be" in capsys.readouterr().err

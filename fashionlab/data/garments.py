@@ -798,12 +798,16 @@ def render_cache(seed: int, n: int, size: int = 64, domain: str = "all", progres
 
         digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
         path = cache_dir() / f"renders-seed{seed}-n{n}-{size}px-{domain}-{digest}.pt"
-        if path.is_file():
-            return RenderCache(**torch.load(path, weights_only=False))
+        if path.is_file():  # tensors and plain containers only, so torch.load needs no pickled classes
+            stored = torch.load(path, weights_only=True)
+            specs = [GarmentSpec(**{**spec, "extras": tuple(spec["extras"])}) for spec in stored.pop("specs")]
+            return RenderCache(**stored, specs=specs)
         cache = render_cache(seed, n, size, domain, progress)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save({f.name: getattr(cache, f.name) for f in dataclasses.fields(cache)}, tmp)
+        stored = {f.name: getattr(cache, f.name) for f in dataclasses.fields(cache)}
+        stored["specs"] = [dataclasses.asdict(spec) for spec in cache.specs]
+        torch.save(stored, tmp)
         tmp.replace(path)
         return cache
     images = np.empty((n, size, size, 3), np.uint8)

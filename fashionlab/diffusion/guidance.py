@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import check_number
 from .core import Denoiser, _check_grid, alpha_bar_at, ddim_sigma, ddim_step, predict_x0, reverse_pairs
 
 MODES = ("universal", "mean_shift", "nudge", "z_nudge")
@@ -145,6 +146,9 @@ class Guidance:
     """More steps for the unguided tail after ``step_stop`` (see :func:`refine_tail`)."""
 
     def __post_init__(self) -> None:
+        check_number("strength (lambda)", self.strength, 0)
+        check_number("extra_steps", self.extra_steps, 0, integer=True)
+        check_number("recurrence", self.recurrence, 0, integer=True)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.extra_steps < 0 or self.recurrence < 0:

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.transforms import extending_augmentations
+from ..config import check_number
 from ..diffusion.core import Denoiser, alpha_bar_at, ddim_sigma, ddim_step, noise_to, reverse_pairs
 from ..diffusion.guidance import loss_gradient, mean_shift
 from ..losses import spherical_distance
@@ -44,8 +45,11 @@ class BlendedConfig:
     augment_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.clip_weight < 0 or self.range_weight < 0:
-            raise ValueError(f"weights must be >= 0, got clip {self.clip_weight}, range {self.range_weight}")
+        check_number("clip_weight", self.clip_weight, 0)
+        check_number("range_weight", self.range_weight, 0)
+        check_number("depth", self.depth, 1, 999, integer=True)
+        check_number("steps", self.steps, 1, integer=True)
+        check_number("augment_seed", self.augment_seed, 0, integer=True)
         check_views_and_eta(self.views, self.eta)
 
 

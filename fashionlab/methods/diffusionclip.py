@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.garments import ATTRIBUTES, EXTRAS, STYLES, SCHEMA, GarmentSpec, caption, default_spec, applicable
+from ..config import check_number
 from ..data.transforms import check_images
 from ..diffusion import core, inversion
 from ..losses import directional_clip_loss, global_clip_loss, text_direction
@@ -190,16 +191,19 @@ class DiffusionCLIPConfig:
             raise ValueError(f"loss_form must be one of {LOSS_FORMS}, got {self.loss_form!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if not 0 < self.depth < 1000:
-            raise ValueError(f"depth (t_0) must be in [1, 999], got {self.depth}")
+        check_number("depth (t_0)", self.depth, 1, 999, integer=True)
         for name in ("inv_steps", "gen_steps", "test_gen_steps"):
             steps = getattr(self, name)
+            check_number(name, steps, 2, integer=True)
             if not 2 <= steps <= self.depth + 1:
                 raise ValueError(f"{name} must be in [2, depth + 1 = {self.depth + 1}], got {steps}")
-        if self.learning_rate <= 0 or self.lr_growth <= 0 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("learning_rate and lr_growth must be > 0, epochs and batch_size >= 1")
-        if self.clip_weight < 0 or self.l1_weight < 0:
-            raise ValueError(f"weights must be >= 0, got clip {self.clip_weight}, L1 {self.l1_weight}")
+        check_number("learning_rate", self.learning_rate, 0, low_open=True)
+        check_number("lr_growth", self.lr_growth, 0, low_open=True)
+        check_number("epochs", self.epochs, 1, integer=True)
+        check_number("batch_size", self.batch_size, 1, integer=True)
+        check_number("clip_weight", self.clip_weight, 0)
+        check_number("l1_weight", self.l1_weight, 0)
+        check_number("seed", self.seed, 0, integer=True)
 
 
 def objective(clip_bundle: CLIPBundle, x0: torch.Tensor, x0_hat: torch.Tensor, source_features: torch.Tensor,

@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..data.garments import ATTRIBUTES, PARTS, SCHEMA
+from ..config import check_number
 from ..data.transforms import check_images
 from ..diffusion.core import Denoiser, LatentDenoiser, diffusers_grid, even_grid, reverse_pairs, sample
 from ..diffusion.guidance import Guidance, GuidedOutput, LossFn, colour_loss, guided_sample, refine_tail
@@ -222,8 +223,13 @@ class GradientGuidanceConfig:
     """``"nudge"`` (Algorithm 1) or ``"universal"`` (eq. 13, the comparator)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        check_number("strength (lambda)", self.strength, 0)
+        check_number("steps", self.steps, 1, integer=True)
+        check_number("t1", self.t1, 0, integer=True)
+        if self.t2 is not None:
+            check_number("t2", self.t2, 1, integer=True)
+        check_number("extra_steps", self.extra_steps, 0, integer=True)
+        check_number("eta", self.eta, 0, 1)
         if self.mode not in ("nudge", "universal"):
             raise ValueError(f"mode must be 'nudge' or 'universal', got {self.mode!r}")
         if not 0 <= self.t1 < self.steps or (self.t2 is not None and not self.t1 < self.t2 <= self.steps):

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.garments import ATTRIBUTES, SCHEMA, applicable
+from ..config import check_number
 from ..data.transforms import check_images, extending_augmentations
 from ..diffusion.core import Denoiser, alpha_bar_at, even_grid, noise_to
 from ..diffusion.guidance import Guidance, guided_sample
@@ -119,11 +120,9 @@ def check_schedule(depth: int, steps: int, alphas_cumprod: torch.Tensor) -> None
 
 
 def check_views_and_eta(views: int, eta: float) -> None:
-    """At least one augmentation view, and eta > 0 (the mean shift is 0 for DDIM)."""
-    if views < 1:
-        raise ValueError(f"views must be >= 1, got {views}")
-    if eta <= 0:
-        raise ValueError(f"eta must be > 0 for the mean shift, got {eta}")
+    """At least one augmentation view, and 0 < eta <= 1 (the mean shift is 0 for DDIM)."""
+    check_number("views", views, 1, integer=True)
+    check_number("eta (> 0 for the mean shift)", eta, 0, 1, low_open=True)
 
 
 def noised_start(images: torch.Tensor, depth: int, steps: int, alphas_cumprod: torch.Tensor,
@@ -182,8 +181,12 @@ class GuidedEditConfig:
     """Seed of the augmentations' own generator (apart from the noise, so lambda = 0 changes no draw)."""
 
     def __post_init__(self) -> None:
-        if self.strength < 0:
-            raise ValueError(f"strength (lambda) must be >= 0, got {self.strength}")
+        check_number("strength (lambda)", self.strength, 0)
+        check_number("mse_weight", self.mse_weight, 0)
+        check_number("perceptual_weight", self.perceptual_weight, 0)
+        check_number("depth (k)", self.depth, 1, 999, integer=True)
+        check_number("steps", self.steps, 1, integer=True)
+        check_number("augment_seed", self.augment_seed, 0, integer=True)
         check_views_and_eta(self.views, self.eta)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import seeded
+from ..config import check_number, seeded
 from ..models.clip import check_prompts
 from ..train.latent import encode_prompts, ldm_loss
 from ..train.loop import OptimConfig, backward_step, build_optimizer, fit, make_accelerator
@@ -62,14 +62,16 @@ class LoRAConfig:
     target_modules: tuple[str, ...] = field(default=TARGET_MODULES)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"rank must be a positive int, got {self.rank!r}")
-        if self.alpha is not None and self.alpha <= 0:
-            raise ValueError(f"alpha must be positive (or None for alpha = rank), got {self.alpha}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.batch_size < 1 or self.epochs < 1:
-            raise ValueError(f"batch_size and epochs must be >= 1, got {self.batch_size}, {self.epochs}")
+        check_number("rank", self.rank, 1, integer=True)
+        if self.alpha is not None:
+            check_number("alpha", self.alpha, 0, low_open=True)  # None: alpha = rank
+        check_number("learning_rate", self.learning_rate, 0, low_open=True)
+        check_number("batch_size", self.batch_size, 1, integer=True)
+        check_number("epochs", self.epochs, 1, integer=True)
+        check_number("weight_decay", self.weight_decay, 0)
+        check_number("warmup_steps", self.warmup_steps, 0, integer=True)
+        check_number("grad_clip", self.grad_clip, 0, low_open=True)
+        check_number("seed", self.seed, 0, integer=True)
         bad = [e for e in self.save_epochs if not 1 <= e <= self.epochs]
         if bad:
             raise ValueError(f"save_epochs must lie in [1, epochs={self.epochs}], got {bad}")

@@ -56,6 +56,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.transforms import check_images
+from ..config import check_number
 from ..diffusion import core, inversion
 from ..losses import directional_clip_loss
 from ..models import hspace
@@ -263,14 +264,16 @@ class ZIPConfig:
         lo, hi = self.window
         if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo < hi <= 999):
             raise ValueError(f"window must be (t_lo, t_hi) ints with 0 <= t_lo < t_hi <= 999, got {self.window}")
-        if self.steps < 2:
-            raise ValueError(f"steps must be >= 2, got {self.steps}")
-        if self.clip_weight < 0 or self.recon_weight < 0:
-            raise ValueError(f"weights must be >= 0, got clip {self.clip_weight}, recon {self.recon_weight}")
+        check_number("steps", self.steps, 2, integer=True)
+        check_number("clip_weight", self.clip_weight, 0)
+        check_number("recon_weight", self.recon_weight, 0)
+        check_number("scale", self.scale)
+        check_number("seed", self.seed, 0, integer=True)
         if self.loss_form not in ("1-cos", "log"):
             raise ValueError(f"loss_form must be '1-cos' or 'log', got {self.loss_form!r}")
-        if self.learning_rate <= 0 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("learning_rate must be > 0, epochs and batch_size >= 1")
+        check_number("learning_rate", self.learning_rate, 0, low_open=True)
+        check_number("epochs", self.epochs, 1, integer=True)
+        check_number("batch_size", self.batch_size, 1, integer=True)
         if self.reference_t not in REFERENCE_MODES:
             raise ValueError(f"reference_t must be one of {REFERENCE_MODES}, got {self.reference_t!r}")
         if self.boost_below is not None and not 0 < self.boost_below < 1000:

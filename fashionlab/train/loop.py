@@ -154,15 +154,16 @@ def state_exists(path: Path) -> bool:
 
 def load_state(path: Path) -> dict:
     """Read a state written by :func:`atomic_save` (whole, or joined from its parts after checking
-    their hash) onto the CPU."""
+    their hash) onto the CPU. States hold tensors and plain containers only, so they load with
+    ``weights_only=True``: a checkpoint cannot run code when it is read."""
     index = _parts_index(path)
     if path.is_file() or not index.is_file():
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     meta = json.loads(index.read_text())
     data = b"".join((path.parent / name).read_bytes() for name in meta["parts"])
     if hashlib.sha256(data).hexdigest() != meta["sha256"]:
         raise ValueError(f"the parts of {path} listed in {index} do not match their sha256; the checkpoint is damaged")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 class CSVLog:

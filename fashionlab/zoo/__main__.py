@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list the zoo models and recipes")
     args = parser.parse_args(argv)
     if args.command == "train":
+        try:
+            recipes.check_run_flags(args.name, args.minutes, args.max_steps, args.resume)
+        except ValueError as err:  # flags a short recipe cannot honour, or a bad number
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         steps, minutes, finished = recipes.run_recipe(args.name, minutes=args.minutes, max_steps=args.max_steps,
                                                       resume=args.resume, workdir=args.workdir)
         print(f"{args.name}: step {steps}, {minutes:.1f} min in all, finished={finished}")

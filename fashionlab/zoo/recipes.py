@@ -402,10 +402,30 @@ def framed_sampler(seed: int, size: int = 64, data_size: int = 1_000_000, captio
     return sample
 
 
+def check_run_flags(name: str, minutes: float | None = None, max_steps: int | None = None, resume: bool = False):
+    """The recipe ``name``, after checking that it can honour ``minutes``, ``max_steps`` and ``resume``:
+    the short recipes (DiffusionCLIP fine-tunes, ZIP / Asyrp editors, AttributeNet variants: minutes
+    each) run whole in one go with no checkpoint, and refuse the three rather than ignore them."""
+    recipe = get_recipe(name)
+    if isinstance(recipe, (DiffusionCLIPRecipe, ZIPRecipe, AttrNetRecipe)):
+        given = [flag for flag, value in (("minutes", minutes), ("max_steps", max_steps), ("resume", resume))
+                 if value not in (None, False)]
+        if given:
+            raise ValueError(f"recipe {name!r} is a short run (minutes) with no checkpoint to stop at or resume "
+                             f"from: {', '.join(given)} do not apply to it; run it without them")
+    if minutes is not None:
+        config.check_number("minutes", minutes, 0, low_open=True)
+    if max_steps is not None:
+        config.check_number("max_steps", max_steps, 1, integer=True)
+    return recipe
+
+
 def run_recipe(name: str, minutes: float | None = None, max_steps: int | None = None, resume: bool = False,
                workdir: Path | None = None, progress: bool = True):
-    """Train recipe ``name``; returns (steps done in all, minutes in all, finished)."""
-    recipe = get_recipe(name)
+    """Train recipe ``name``; returns (steps done in all, minutes in all, finished). ``minutes``,
+    ``max_steps`` and ``resume`` apply to the long recipes, which checkpoint as they go; the short
+    ones refuse them (:func:`check_run_flags`)."""
+    recipe = check_run_flags(name, minutes, max_steps, resume)
     workdir = _workdir(name, workdir)
     if isinstance(recipe, VAERecipe):
         with config.seeded(recipe.train.seed):
