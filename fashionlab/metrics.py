@@ -370,7 +370,12 @@ def target_logit_change(logits_source: dict[str, torch.Tensor], logits_edited: d
 def preservation(source: torch.Tensor, edited: torch.Tensor, region: torch.Tensor,
                  perceptual: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """Change *outside* the ground-truth edit ``region`` (B, H, W) bool: mean squared error and, with
-    ``perceptual``, the mean of its distance map over the outside pixels. Per image."""
+    ``perceptual``, the mean of its distance map over the outside pixels. Per image.
+
+    ``l2_outside`` ignores a change inside the region exactly. ``perceptual_outside`` does not: the
+    distance map comes from features with a wide receptive field, so a large change inside the
+    region raises it near the region's border (with tests/test_edit_metrics.py's untrained oracle,
+    inverting a t-shirt's sleeves scores about as much as blacking out an 8 x 8 corner outside them)."""
     _check_pair(source, edited, ("source", "edited"))
     if region.shape != (source.shape[0], *source.shape[-2:]) or region.dtype != torch.bool:
         raise ValueError(f"region must be a bool (B, H, W) mask of shape {(source.shape[0], *source.shape[-2:])}, "

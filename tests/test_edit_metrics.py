@@ -70,11 +70,17 @@ def test_preservation_ignores_inside_and_counts_outside(perceptual):
     inside = torch.where(region[None, None], -x, x)
     inside_only = metrics.preservation(x, inside, region[None], perceptual)
     assert inside_only["l2_outside"].item() == 0.0
-    assert inside_only["perceptual_outside"].item() < rerender["perceptual_outside"].item() + 1.0
+    assert metrics.preservation(x, x.clone(), region[None], perceptual)["perceptual_outside"].item() == 0.0
     # A change outside the region is counted.
-    z = y.clone()
+    z = x.clone()
     z[..., :8, :8] = -1.0
-    assert metrics.preservation(x, z, region[None])["l2_outside"].item() > 0.01
+    corner = metrics.preservation(x, z, region[None], perceptual)
+    assert corner["l2_outside"].item() > 0.01 and corner["perceptual_outside"].item() > 0.05
+    # The perceptual distance leaks across the region's border (receptive fields): inverting the
+    # sleeves scores 0.1-0.4 outside them, the order of the corner change (0.14), far above a
+    # re-render's shading (0.06). l2_outside is the measure that ignores the inside exactly.
+    assert rerender["perceptual_outside"].item() < 0.1
+    assert 0.1 < inside_only["perceptual_outside"].item() < 0.4
     with pytest.raises(ValueError, match="region must be a bool"):
         metrics.preservation(x, y, region[None].float())
 
