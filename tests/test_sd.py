@@ -150,7 +150,7 @@ def test_tiny_pipeline_assembles_generates_and_round_trips(tmp_path, tiny_zoo, t
     assert isinstance(pipe, StableDiffusionPipeline) and isinstance(pipe.scheduler, DDIMScheduler)
     assert pipe.vae.config.scaling_factor == 0.5 and pipe.vae_scale_factor == 4
     images = generate(pipe, PROMPTS[:2], seed=3, steps=3, guidance=3.0)
-    assert images.shape == (2, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    assert images.shape == (2, 3, 32, 32) and (images[0] - images[1]).abs().mean() > 1e-3  # prompts matter
     # an image depends on its prompt and seed, not on the batch it came in
     torch.testing.assert_close(generate(pipe, PROMPTS[1], seed=4, steps=3, guidance=3.0), images[1:], atol=1e-5, rtol=0)
     # save_pretrained writes the hub layout; the full profile's loader reads it back to the same images

@@ -56,7 +56,7 @@ def test_stable_diffusion_twin_loads_with_the_real_configs_and_generates(twin_di
     ids = pipe.tokenizer(["an image of a Summer Women's Dress"], padding="max_length", return_tensors="pt").input_ids
     assert ids.shape == (1, 77) and int(ids[0, 0]) == 49406  # OpenAI's start-of-text id, as SD 1.4's tokenizer
     images = generate(pipe, ["a", "b"], steps=2)
-    assert images.shape == (2, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    assert images.shape == (2, 3, 32, 32) and not torch.equal(images[0], images[1])  # the text reaches the UNet
     with pytest.raises(FileNotFoundError, match="does not exist"):
         loaders.load_sd("garments-sd-base", device="cpu", source=twin_dir[0] / "missing")
 
