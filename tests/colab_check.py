@@ -13,6 +13,13 @@
 It fails when a notebook imports anything the wheel does not declare, when a file it reads is not
 in the wheel, or when any cell raises. ``--notebooks 01,06`` runs a subset; ``--keep`` reuses the
 environment of the previous run (only the wheel is rebuilt and reinstalled).
+
+``--full 01`` executes only the chapters it names whole; every other chapter runs its install cell
+and then every import statement of the notebook (its top-level ``import`` / ``from`` lines), which
+is what catches an undeclared dependency in seconds. ``.ci/run`` uses that form: a whole second
+execution of every chapter (about as long as nbval's, some 35 minutes on two cores) would not fit
+CI's 90 minutes beside ``make test``. ``make colab-check`` with no arguments executes every chapter
+whole.
 """
 
 from __future__ import annotations
@@ -102,6 +109,22 @@ def colab_environment(venv: Path, keep: bool) -> Path:
     return python
 
 
+def imports_only(path: Path) -> None:
+    """Rewrite the notebook at ``path`` to its install cell (the first code cell) followed by one cell
+    holding every top-level import statement of the notebook, in order."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    lines = []
+    for cell in code[1:]:
+        for line in cell.source.splitlines():
+            if line.startswith(("import ", "from ")) and line not in lines:
+                lines.append(line)
+    nb.cells = [code[0], nbformat.v4.new_code_cell("\n".join(lines))]
+    nbformat.write(nb, path)
+
+
 def check_isolated(python: Path) -> None:
     code = ("import importlib.util, sys; names = sys.argv[1:]; "
             "print(' '.join(n for n in names if importlib.util.find_spec(n)))")
@@ -116,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / "_build" / "colab")
     parser.add_argument("--notebooks", default=None, help="comma-separated prefixes, e.g. 01,06 (default: all)")
     parser.add_argument("--keep", action="store_true", help="reuse the previous run's environment")
+    parser.add_argument("--full", default=None,
+                        help="comma-separated prefixes executed whole; the others run their install cell and "
+                             "imports only (default: every chapter whole)")
     args = parser.parse_args(argv)
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
@@ -124,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"no notebook starts with {unknown}")
         notebooks = [nb for nb in notebooks if nb.name[:2] in wanted]
+    full = None if args.full is None else {p.strip().zfill(2) for p in args.full.split(",") if p.strip()}
     work = args.workdir.resolve()
     start = time.perf_counter()
     wheel = build_wheel(work / "dist")
@@ -152,13 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     for notebook in notebooks:
         copy = outside / notebook.name
         shutil.copy(notebook, copy)
+        whole = full is None or notebook.name[:2] in full
+        if not whole:
+            imports_only(copy)
         run = subprocess.run([str(python), str(runner), str(copy), str(outside)], cwd=outside, env=env,
                              capture_output=True, text=True)
+        what = "whole" if whole else "install cell and imports"
         if run.returncode:
             failed.append(notebook.name)
-            print(f"FAILED  {notebook.name}\n{run.stderr[-4000:]}", flush=True)
+            print(f"FAILED  {notebook.name} ({what})\n{run.stderr[-4000:]}", flush=True)
         else:
-            print(f"ok      {notebook.name}  {run.stdout.split()[-1]} s", flush=True)
+            print(f"ok      {notebook.name}  {run.stdout.split()[-1]} s ({what})", flush=True)
     installed = subprocess.run([str(python), "-c", "import fashionlab; print(fashionlab.__file__)"],
                                capture_output=True, text=True, cwd=outside).stdout.strip()
     if notebooks and not failed and not installed.startswith(str(work / "venv")):
