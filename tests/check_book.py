@@ -69,7 +69,8 @@ class _Page(HTMLParser):
         self.prose: list[str] = []
         self.typeset = 0
         self.sidebar_search = 0
-        self._stack: list[tuple[str, bool, bool]] = []  # (tag, inside a cell output, text skipped)
+        self.input_text: list[str] = []
+        self._stack: list[tuple[str, bool, bool, bool]] = []  # (tag, in a cell output, text skipped, in a cell input)
         self._sidebar_depth: int | None = None  # stack depth of the primary sidebar, while inside it
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -83,11 +84,12 @@ class _Page(HTMLParser):
             self._sidebar_depth = len(self._stack)
         if self._sidebar_depth is not None and "search-button-field" in classes:
             self.sidebar_search += 1
-        parent_out, parent_skip = (self._stack[-1][1], self._stack[-1][2]) if self._stack else (False, False)
+        parent_out, parent_skip, parent_in = self._stack[-1][1:] if self._stack else (False, False, False)
         in_output = parent_out or "cell_output" in classes
+        in_input = parent_in or "cell_input" in classes
         skip = parent_skip or tag in SKIP_TEXT
         if tag not in ("img", "br", "hr", "meta", "link", "input", "source", "wbr", "col", "area", "base"):
-            self._stack.append((tag, in_output, skip))
+            self._stack.append((tag, in_output, skip, in_input))
 
     def handle_endtag(self, tag: str) -> None:
         for i in range(len(self._stack) - 1, -1, -1):
@@ -100,7 +102,9 @@ class _Page(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self._stack or not data.strip():
             return
-        _, in_output, skip = self._stack[-1]
+        _, in_output, skip, in_input = self._stack[-1]
+        if in_input:
+            self.input_text.append(data)
         if in_output:
             self.output_text.append(data)
         elif not skip:
@@ -142,7 +146,7 @@ def problems(page: Path, dom: str) -> list[str]:
             found.append(f"an output says {match.group(0)!r}: {text.strip()[:120]!r}")
     if parsed.sidebar_search:
         found.append("a second search box: the primary sidebar has one beside the header's")
-    if "google.colab" in dom:
+    if any("google.colab" in text for text in parsed.input_text):  # the cell's code, not prose about it
         found.append("the page shows a notebook's Colab install cell (tag it remove-cell)")
     prose = " ".join(parsed.prose)
     for match in RAW_TEX.finditer(prose):
