@@ -25,16 +25,9 @@ def _site_packages(python: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    # Build from a copy: setuptools leaves build/ and *.egg-info beside the sources it builds.
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "fashionlab", source / "fashionlab", ignore=shutil.ignore_patterns("__pycache__"))
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(source)], check=True, cwd=out)
-    (path,) = out.glob("fashionlab-*.whl")
-    return path
+    from tests.colab_check import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("dist"))
 
 
 PYPI_LIMIT_MB = 95
