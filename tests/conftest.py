@@ -69,22 +69,14 @@ def _no_resolution(host: object) -> socket.gaierror:
     return socket.gaierror(socket.EAI_AGAIN, f"Temporary failure in name resolution (tests are offline): {host!r}")
 
 
-def _guarded_getaddrinfo(host, *args, **kwargs):  # noqa: ANN001
-    if not _is_local_host(host):
-        raise _no_resolution(host)
-    return _real_getaddrinfo(host, *args, **kwargs)
+def _guarded_resolver(real):  # noqa: ANN001, ANN202
+    """``real`` (getaddrinfo, gethostbyname, gethostbyname_ex), refusing non-local names as with no DNS."""
+    def guarded(host, *args, **kwargs):  # noqa: ANN001, ANN202
+        if not _is_local_host(host):
+            raise _no_resolution(host)
+        return real(host, *args, **kwargs)
 
-
-def _guarded_gethostbyname(host):  # noqa: ANN001
-    if not _is_local_host(host):
-        raise _no_resolution(host)
-    return _real_gethostbyname(host)
-
-
-def _guarded_gethostbyname_ex(host):  # noqa: ANN001
-    if not _is_local_host(host):
-        raise _no_resolution(host)
-    return _real_gethostbyname_ex(host)
+    return guarded
 
 
 def _guarded_connect(self, address):  # noqa: ANN001
@@ -111,9 +103,9 @@ def _guarded_sendto(self, data, *args):  # noqa: ANN001
 
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("FASHIONLAB_PROFILE", "tiny") == "tiny":
-        socket.getaddrinfo = _guarded_getaddrinfo
-        socket.gethostbyname = _guarded_gethostbyname
-        socket.gethostbyname_ex = _guarded_gethostbyname_ex
+        socket.getaddrinfo = _guarded_resolver(_real_getaddrinfo)
+        socket.gethostbyname = _guarded_resolver(_real_gethostbyname)
+        socket.gethostbyname_ex = _guarded_resolver(_real_gethostbyname_ex)
         socket.socket.connect = _guarded_connect
         socket.socket.connect_ex = _guarded_connect_ex
         socket.socket.sendto = _guarded_sendto
