@@ -202,8 +202,7 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
 
     Tr((S_a S_b)^(1/2)) is computed as the sum of square roots of the eigenvalues of
     S_a^(1/2) S_b S_a^(1/2), which is symmetric positive semi-definite."""
-    if feats_a.dim() != 2 or feats_b.dim() != 2 or feats_a.shape[1] != feats_b.shape[1]:
-        raise ValueError(f"features must be (N, D) with the same D, got {tuple(feats_a.shape)}, {tuple(feats_b.shape)}")
+    _check_features(feats_a, feats_b)
     if feats_a.shape[0] < 2 or feats_b.shape[0] < 2:
         raise ValueError("FID needs at least 2 samples per set")
     a, b = feats_a.double(), feats_b.double()
@@ -215,26 +214,39 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     return float((mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * cross)
 
 
+def mmd2_unbiased(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """The unbiased MMD^2 of KID (Binkowski et al., 2018) over all rows of both sets, with kernel
+    k(x, y) = (x.y / d + 1)^3: the mean of k within each set off the diagonal, minus twice the mean
+    across. A U-statistic: unbiased whatever the sizes, so it can fall below 0."""
+    _check_features(feats_a, feats_b)
+    n, m = len(feats_a), len(feats_b)
+    if n < 2 or m < 2:
+        raise ValueError(f"KID needs at least 2 samples per set, got {n} and {m}")
+    d = feats_a.shape[1]
+    a, b = feats_a.double(), feats_b.double()
+    kxx, kyy, kxy = (a @ a.T / d + 1) ** 3, (b @ b.T / d + 1) ** 3, (a @ b.T / d + 1) ** 3
+    return float((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+                 - 2 * kxy.mean())
+
+
 def kernel_inception_distance(feats_a: torch.Tensor, feats_b: torch.Tensor, subsets: int = 10,
                               subset_size: int | None = None, generator: torch.Generator | None = None) -> float:
-    """KID (Binkowski et al., 2018): the unbiased MMD^2 with kernel k(x, y) = (x.y / d + 1)^3, averaged
-    over random subsets of ``subset_size`` (default: the smaller set, at most 1000)."""
-    if feats_a.dim() != 2 or feats_b.dim() != 2 or feats_a.shape[1] != feats_b.shape[1]:
-        raise ValueError(f"features must be (N, D) with the same D, got {tuple(feats_a.shape)}, {tuple(feats_b.shape)}")
+    """KID (Binkowski et al., 2018) as torch-fidelity computes it: :func:`mmd2_unbiased` averaged
+    over ``subsets`` random subsets of ``subset_size`` rows of each set (default: the smaller set,
+    at most 1000). For a few hundred rows or fewer, :func:`mmd2_unbiased` on all of them is the
+    same estimate without the subsets' randomness."""
+    _check_features(feats_a, feats_b)
     m = subset_size or min(len(feats_a), len(feats_b), 1000)
     if m < 2 or m > min(len(feats_a), len(feats_b)):
         raise ValueError(f"subset_size must be in [2, {min(len(feats_a), len(feats_b))}], got {m}")
-    d = feats_a.shape[1]
-    a, b = feats_a.double(), feats_b.double()
-    values = []
-    for _ in range(subsets):
-        x = a[torch.randperm(len(a), generator=generator)[:m]]
-        y = b[torch.randperm(len(b), generator=generator)[:m]]
-        kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
-        mmd = ((kxx.sum() - kxx.diagonal().sum()) + (kyy.sum() - kyy.diagonal().sum())) / (m * (m - 1)) \
-            - 2 * kxy.mean()
-        values.append(float(mmd))
+    values = [mmd2_unbiased(feats_a[torch.randperm(len(feats_a), generator=generator)[:m]],
+                            feats_b[torch.randperm(len(feats_b), generator=generator)[:m]]) for _ in range(subsets)]
     return float(sum(values) / len(values))
+
+
+def _check_features(feats_a: torch.Tensor, feats_b: torch.Tensor) -> None:
+    if feats_a.dim() != 2 or feats_b.dim() != 2 or feats_a.shape[1] != feats_b.shape[1]:
+        raise ValueError(f"features must be (N, D) with the same D, got {tuple(feats_a.shape)}, {tuple(feats_b.shape)}")
 
 
 def inception_score(probs: torch.Tensor, splits: int = 1) -> float:
@@ -260,7 +272,9 @@ def inception_score(probs: torch.Tensor, splits: int = 1) -> float:
 def bootstrap_ci(statistic, *samples: torch.Tensor, rounds: int = 200, level: float = 0.95,
                  generator: torch.Generator | None = None) -> tuple[float, float, float]:
     """(value, low, high): ``statistic(*samples)`` and a percentile bootstrap interval, resampling
-    each sample's rows with replacement independently."""
+    each sample's rows with replacement independently. For means and proportions. Not for FID,
+    KID or IS: duplicated rows bias them (KID's within-set kernel sums grow, FID's covariances
+    shrink), so their bootstrap values sit above the estimate; use :func:`jackknife_ci`."""
     value = float(statistic(*samples))
     stats = []
     for _ in range(rounds):
@@ -269,6 +283,47 @@ def bootstrap_ci(statistic, *samples: torch.Tensor, rounds: int = 200, level: fl
     stats_t = torch.tensor(stats)
     low, high = torch.quantile(stats_t, (1 - level) / 2).item(), torch.quantile(stats_t, 1 - (1 - level) / 2).item()
     return value, low, high
+
+
+def jackknife_ci(statistic, *samples: torch.Tensor, paired: bool = False, groups: int = 50,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """(value, low, high): ``statistic(*samples)`` and a delete-a-group jackknife interval,
+    value -/+ t_{g-1} * se, for statistics that duplicated rows would bias (FID, KID, IS).
+
+    Each sample's rows are split into at most ``groups`` contiguous groups; the statistic is
+    recomputed with one group left out, so no row ever appears twice. se^2 = (g - 1) / g *
+    sum_k (theta_(k) - mean)^2 (Efron and Tibshirani, 1993, ch. 11). ``paired=True``: the samples
+    are row-aligned (the same garments on both sides) and the same group leaves all of them;
+    otherwise the samples are independent, each is left out of in turn and the variances add. The
+    interval is centred on the estimate, so it always contains it; it says how far the estimate
+    would move with other images, not how far a biased estimator (FID at small n) is from its
+    limit."""
+    from scipy.stats import t as student_t
+
+    if not samples:
+        raise ValueError("jackknife_ci needs at least one sample")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if paired and len({len(s) for s in samples}) != 1:
+        raise ValueError(f"paired samples must have the same length, got {[len(s) for s in samples]}")
+    value = float(statistic(*samples))
+    variance, dof = 0.0, None
+    for which in ([None] if paired else range(len(samples))):
+        n = len(samples[0] if which is None else samples[which])
+        g = min(groups, n)
+        if g < 2:
+            raise ValueError(f"jackknife_ci needs at least 2 rows per sample, got {n}")
+        bounds = torch.linspace(0, n, g + 1).round().long().tolist()
+        left_out = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            keep = torch.cat([torch.arange(0, lo), torch.arange(hi, n)])
+            left_out.append(float(statistic(*[s[keep] if which is None or k == which else s
+                                               for k, s in enumerate(samples)])))
+        values = torch.tensor(left_out, dtype=torch.float64)
+        variance += float((g - 1) / g * (values - values.mean()).pow(2).sum())
+        dof = g - 1 if dof is None else min(dof, g - 1)
+    half = float(student_t.ppf(0.5 + level / 2, dof)) * variance ** 0.5
+    return value, value - half, value + half
 
 
 def mean_ci(values: torch.Tensor, rounds: int = 1000, level: float = 0.95,

@@ -173,3 +173,18 @@ def test_check_number(value, kwargs, ok):
     else:
         with pytest.raises(ValueError, match="^x must be"):
             config.check_number("x", value, **kwargs)
+
+
+def test_a_results_file_resumes_with_tuples_in_its_settings_and_refuses_other_settings(tmp_path):
+    """Settings are compared as the JSON file holds them (a dataclass's tuple comes back a list), so
+    an interrupted run resumes; a change of settings is refused, naming the file."""
+    from fashionlab.experiments import start_results_file
+
+    out = tmp_path / "part.json"
+    meta = {"window": (300, 600), "n": 4}
+    data = start_results_file(out, meta)
+    data["records"]["done"] = 1
+    config.write_json_atomic(data, out)
+    assert start_results_file(out, meta)["records"] == {"done": 1}
+    with pytest.raises(ValueError, match="part.json was made with other settings"):
+        start_results_file(out, {"window": (300, 500), "n": 4})

@@ -130,6 +130,70 @@ def test_training_moves_delta_h_and_only_delta_h(ddpm, model):
     assert edited.shape == images.shape and (edited - Z.edit(model, images, None, cfg)).abs().mean() > 0
 
 
+def test_train_is_descend_with_eq6_and_measuring_leaves_delta_h_alone(ddpm, model):
+    """``train``'s loss at its first step is the eq. 6 objective of a zero delta-h (exactly 1: no
+    change, no reconstruction penalty); ``objective_value`` measures without updating."""
+    clip = loaders.load("garments-clip-s", profile="tiny", device="cpu")
+    images = randn(2, 3, 64, 64, seed=11).clamp(-1, 1) * 0.5
+    pairs = [Z.ZIP_EDITS["striped"].text_pair("t-shirt")] * 2
+    cfg = Z.ZIPConfig(steps=6, window=(400, 999), batch_size=2, learning_rate=1e-2)
+    block = Z.DeltaBlock.for_unet(ddpm.unet)
+    objective = Z.eq6_objective(clip, pairs, cfg)
+    assert Z.objective_value(model, block, images, objective, cfg) == pytest.approx(1.0, abs=1e-6)
+    weights = [p.detach().clone() for p in block.parameters()]
+    Z.objective_value(model, block, images, objective, cfg)
+    assert all(torch.equal(a, b) for a, b in zip(weights, block.parameters()))
+    result = Z.train(model, block, clip, images, pairs, cfg)
+    assert result.steps == 3
+    assert Z.objective_value(model, block, images, objective, cfg) != pytest.approx(1.0, abs=1e-6)
+
+
+def test_free_delta_upper_bound_lowers_its_objective_per_image_and_shared(ddpm, model):
+    """A free delta-h, per image or shared, optimised on x_0 towards a target image: the loss falls,
+    every image gets its own delta-h unless shared, and a batch of another size is refused."""
+    images = randn(2, 3, 64, 64, seed=12).clamp(-1, 1) * 0.5
+    cfg = Z.ZIPConfig(steps=6, window=(300, 999))
+    target = torch.full_like(images, 0.8)
+
+    def towards_target(x0_tilde, x0, idx):
+        return (x0_tilde - target[idx]).pow(2).mean(dim=(1, 2, 3))
+
+    for shared in (False, True):
+        result = Z.fit_free_delta(model, images, towards_target, cfg, passes=4, learning_rate=0.3,
+                                  target="x_0", shared=shared)
+        assert result.losses[-1] < result.losses[0]
+        assert result.delta.deltas.shape[1] == (1 if shared else 2)
+        edited = Z.generate(model, Z.invert(model, model.alphas_cumprod, images, cfg), result.delta, cfg).x0
+        assert (edited - target).pow(2).mean() < (Z.edit(model, images, None, cfg) - target).pow(2).mean()
+    per_step = Z.fit_free_delta(model, images, towards_target, cfg, passes=3, learning_rate=0.3, target="p_t")
+    assert per_step.losses[-1] < per_step.losses[0]
+    with pytest.raises(ValueError, match="same batch"):
+        Z.generate(model, randn(3, 3, 64, 64), per_step.delta, cfg)
+    with pytest.raises(ValueError, match="target"):
+        Z.fit_free_delta(model, images, towards_target, cfg, passes=1, learning_rate=0.1, target="x_T")
+    with pytest.raises(ValueError, match="passes"):
+        Z.fit_free_delta(model, images, towards_target, cfg, passes=0, learning_rate=0.1)
+
+
+def test_grader_objective_is_the_graders_cross_entropy():
+    from fashionlab.data.garments import SCHEMA
+    from fashionlab.eval.edits import tasks_for
+    from fashionlab.experiments import ch10_zip as ch10
+
+    oracle = loaders.load("garments-oracle", profile="tiny", device="cpu")
+    judge = loaders.load("garments-extras-judge", profile="tiny", device="cpu")
+    x = randn(2, 3, 64, 64, seed=13).clamp(-1, 1)
+    for attribute, value, grader, head, index in (("colour", "blue", oracle, "colour", SCHEMA["colour"].index("blue")),
+                                                  ("extra", "pocket", judge, "pocket", 1)):
+        tasks = tasks_for(1020, 2, attribute, value)
+        objective = ch10.grader_objective(oracle, judge, tasks, torch.zeros(2))
+        with torch.no_grad():
+            expected = -torch.log_softmax(grader(x)[head], dim=-1)[:, index]
+            assert torch.allclose(objective(x, x, [0, 1]), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="extras judge"):
+        ch10.grader_objective(oracle, None, tasks_for(1020, 1, "extra", "pocket"), torch.zeros(1))
+
+
 def test_ilvr_pulls_low_frequencies_towards_the_reference(ddpm, model):
     images = torch.full((1, 3, 64, 64), -0.2)
     images[:, :, 16:48, 16:48] = 0.6

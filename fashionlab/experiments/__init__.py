@@ -29,6 +29,7 @@ def start_results_file(out: Path, meta: dict, records_key: str = "records") -> d
     """A resumable results file: write ``meta`` and an empty ``records_key`` dict into a new ``out``,
     or check that an existing one was made with the same ``meta`` (its other records, such as its
     batches, are not settings). Returns the file's content."""
+    meta = json.loads(json.dumps(meta))  # as the file holds it: tuples are lists
     if out.is_file():
         stored = json.loads(out.read_text())
         held = {k: stored.get(k) for k in meta}

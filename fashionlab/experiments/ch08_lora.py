@@ -8,7 +8,7 @@ part        what
             (one factor at a time around the paper's rank 4, lr 5e-5, batch 3; 20 epochs on
             the :data:`N_TRAIN` training rows), and the base setting at :data:`REPEAT_SEEDS`:
             per-step losses, the fixed-draw validation loss per epoch, and FID / KID (with
-            bootstrap CIs) of :data:`N_EVAL` generated images against the real renders of the
+            jackknife intervals) of :data:`N_EVAL` generated images against the real renders of the
             same rows, on the validation rows after epochs 1, 11 and 20 and on the test rows
             after epoch 20; the base model (no LoRA) is graded the same way
 ``bench``   our LoRA training (:func:`fashionlab.methods.lora.train_lora`) beside
@@ -49,7 +49,7 @@ from ..data import catalog
 from ..data.garments import BACKGROUNDS, SCHEMA, caption, render_batch, spec_for
 from ..methods import lora
 from ..methods.text_to_image import generate
-from ..metrics import (bootstrap_ci, frechet_distance, kernel_inception_distance, mean_ci, oracle_features,
+from ..metrics import (frechet_distance, jackknife_ci, mean_ci, mmd2_unbiased, oracle_features,
                        single_region_rate)
 from ..zoo import loaders
 from . import read_results_file, results_file
@@ -118,21 +118,18 @@ def catalog_split(seed: int, n: int, size: int = 64) -> tuple[torch.Tensor, list
     return images, [catalog.caption_from_row(row) for _, row in rows.iterrows()]
 
 
-def grade(pipe, prompts: list[str], real_features: torch.Tensor, features: Callable, seed: int = 0,
-          rounds: int = 100) -> dict:
+def grade(pipe, prompts: list[str], real_features: torch.Tensor, features: Callable, seed: int = 0) -> dict:
     """FID and KID of images generated for ``prompts`` against ``real_features``, each with a 95 %
-    bootstrap interval (both sets resampled)."""
+    jackknife interval (:func:`grade_features`)."""
     fake = features(generate(pipe, prompts, seed=seed, steps=EVAL_STEPS, guidance=EVAL_GUIDANCE))
-    return grade_features(fake, real_features, rounds)
+    return grade_features(fake, real_features)
 
 
-def grade_features(fake: torch.Tensor, real_features: torch.Tensor, rounds: int = 100) -> dict:
-    """FID and KID of two feature sets, each as [value, low, high] (95 % bootstrap interval)."""
-    g = torch.Generator().manual_seed(0)
-    fid = bootstrap_ci(frechet_distance, fake, real_features, rounds=rounds, generator=g)
-    kid = bootstrap_ci(lambda a, b: kernel_inception_distance(a, b, subsets=5, subset_size=min(len(a), 200),
-                                                              generator=torch.Generator().manual_seed(1)),
-                       fake, real_features, rounds=rounds, generator=g)
+def grade_features(fake: torch.Tensor, real_features: torch.Tensor) -> dict:
+    """FID and KID (:func:`~fashionlab.metrics.mmd2_unbiased` on all rows) of two feature sets, each
+    as [value, low, high] with a 95 % jackknife interval (the two sets independent)."""
+    fid = jackknife_ci(frechet_distance, fake, real_features)
+    kid = jackknife_ci(mmd2_unbiased, fake, real_features)
     return {"fid": [round(v, 3) for v in fid], "kid": [round(v, 5) for v in kid]}
 
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -376,63 +376,209 @@ def recon_weight(clip_bundle: CLIPBundle, pair: TextPair, cfg: ZIPConfig) -> flo
     return cfg.recon_weight * float(F.cosine_similarity(src, tgt, dim=0))
 
 
-def train(model: HSpaceDenoiser, delta: nn.Module, clip_bundle: CLIPBundle, images: torch.Tensor,
-          pairs: Sequence[TextPair], cfg: ZIPConfig = ZIPConfig(), latents: torch.Tensor | None = None,
-          progress: bool = False) -> TrainResult:
-    """Train ``delta`` (a :class:`ZIPDelta` or a :class:`DeltaBlock`) on ``images`` with one text
-    pair per image: at every step of the window, loss = clip_weight * L_dir(P~_t, t_tar; P_t, t_src)
-    + lambda_recon * |P~_t - P_t| (eq. 6), one optimiser step per timestep, and the batch moves on
-    along the asymmetric process (eq. 5). Steps below the window do not train and are skipped."""
-    check_images(images, "images")
-    if len(pairs) != len(images):
-        raise ValueError(f"pairs must give one TextPair per image ({len(images)}), got {len(pairs)}")
-    alphas = model.alphas_cumprod
-    latents = invert(model, alphas, images, cfg) if latents is None else latents
-    start = time.perf_counter()
+Objective = Callable[[torch.Tensor, torch.Tensor, list[int]], torch.Tensor]
+"""(P~_t, P_t, the batch's image indices) -> one loss per image (B,)."""
+
+
+def eq6_objective(clip_bundle: CLIPBundle, pairs: Sequence[TextPair], cfg: ZIPConfig) -> Objective:
+    """Eq. 6 for images with one text pair each: clip_weight * L_dir(P~_t, t_tar; P_t, t_src)
+    + lambda_recon |P~_t - P_t| (mean over pixels), per image."""
     clip_bundle.model.requires_grad_(False)
-    model.unet.requires_grad_(False)
     with torch.no_grad():
         directions = text_directions(clip_bundle, list(pairs))
         weights = torch.tensor([recon_weight(clip_bundle, p, cfg) for p in pairs])
+
+    def objective(x0_tilde: torch.Tensor, x0_pred: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        with torch.no_grad():
+            source_features = image_features(clip_bundle, x0_pred)
+        clip = directional_clip_loss(image_features(clip_bundle, x0_tilde), source_features, directions[idx],
+                                     form=cfg.loss_form)
+        return cfg.clip_weight * clip + weights[idx] * (x0_tilde - x0_pred).abs().mean(dim=(1, 2, 3))
+
+    return objective
+
+
+def descend(model: HSpaceDenoiser, delta: nn.Module, x: torch.Tensor, idx: list[int], objective: Objective,
+            optimizer: torch.optim.Optimizer | None, cfg: ZIPConfig, start: int = 999) -> list[float]:
+    """One pass of the batch ``x`` (images ``idx``) down the grid from step ``start``: at every step
+    in the window one optimiser step on the mean of ``objective(P~_t, P_t, idx)`` (as Asyrp: one step
+    per timestep); the batch moves on along the asymmetric process (eq. 5). Steps below the window
+    do not train and are skipped. ``optimizer=None`` only measures. Returns the loss at each edited
+    step."""
+    alphas = model.alphas_cumprod
+    losses = []
+    for t, t_prev in core.reverse_pairs(cfg.grid()):
+        if t > start or t < cfg.window[0]:
+            continue
+        a_t, a_prev = core.alpha_bar_at(alphas, t), core.alpha_bar_at(alphas, t_prev)
+        with torch.no_grad():
+            space = model.encode(x, t)
+            eps = model.eps(space, x, t)
+            x0_pred = core.predict_x0(x, eps, a_t)
+        if not cfg.in_window(t):
+            x = core.reverse_step(x, eps, eps, a_t, a_prev).x_next
+            continue
+        with torch.set_grad_enabled(optimizer is not None):
+            eps_tilde = model.eps(space, x, t, delta(space, t))
+            loss = objective(core.predict_x0(x, eps_tilde, a_t), x0_pred, idx).mean()
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+        if optimizer is not None:
+            optimizer.step()
+        losses.append(loss.item())
+        x = core.reverse_step(x, eps_tilde.detach(), eps, a_t, a_prev).x_next
+    return losses
+
+
+def _trainable(delta: nn.Module, model: HSpaceDenoiser) -> list[nn.Parameter]:
+    model.unet.requires_grad_(False)
     params = [p for p in delta.parameters() if p.requires_grad]
     if not params:
         raise ValueError("delta has no trainable parameters")
-    optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+    return params
+
+
+def train(model: HSpaceDenoiser, delta: nn.Module, clip_bundle: CLIPBundle, images: torch.Tensor,
+          pairs: Sequence[TextPair], cfg: ZIPConfig = ZIPConfig(), latents: torch.Tensor | None = None,
+          progress: bool = False, objective: Objective | None = None) -> TrainResult:
+    """Train ``delta`` (a :class:`ZIPDelta` or a :class:`DeltaBlock`) on ``images`` with one text
+    pair per image: :func:`descend` with eq. 6 (:func:`eq6_objective`; ``objective`` replaces it)
+    over shuffled batches of ``cfg.batch_size``, ``cfg.epochs`` times."""
+    check_images(images, "images")
+    if len(pairs) != len(images):
+        raise ValueError(f"pairs must give one TextPair per image ({len(images)}), got {len(pairs)}")
+    latents = invert(model, model.alphas_cumprod, images, cfg) if latents is None else latents
+    start = time.perf_counter()
+    objective = eq6_objective(clip_bundle, pairs, cfg) if objective is None else objective
+    optimizer = torch.optim.Adam(_trainable(delta, model), lr=cfg.learning_rate)
     delta.train()
-    steps = [(t, tp) for t, tp in core.reverse_pairs(cfg.grid()) if t >= cfg.window[0]]
     order_gen = torch.Generator().manual_seed(cfg.seed)
-    losses, n_steps = [], 0
     batches = [order[i:i + cfg.batch_size] for _ in range(cfg.epochs)
                for order in [torch.randperm(len(images), generator=order_gen).tolist()]
                for i in range(0, len(images), cfg.batch_size)]
+    losses, n_steps = [], 0
     for idx in tqdm(batches, desc="training delta-h", disable=not progress):
-        x, batch_losses = latents[idx], []
-        for t, t_prev in steps:
-            a_t, a_prev = core.alpha_bar_at(alphas, t), core.alpha_bar_at(alphas, t_prev)
-            with torch.no_grad():
-                space = model.encode(x, t)
-                eps = model.eps(space, x, t)
-                x0_pred = core.predict_x0(x, eps, a_t)
-            if not cfg.in_window(t):
-                x = core.reverse_step(x, eps, eps, a_t, a_prev).x_next
-                continue
-            with torch.enable_grad():
-                eps_tilde = model.eps(space, x, t, delta(space, t))
-                x0_tilde = core.predict_x0(x, eps_tilde, a_t)
-                with torch.no_grad():
-                    source_features = image_features(clip_bundle, x0_pred)
-                loss = (cfg.clip_weight * directional_clip_loss(image_features(clip_bundle, x0_tilde), source_features,
-                                                                directions[idx], form=cfg.loss_form)
-                        + weights[idx] * (x0_tilde - x0_pred).abs().mean(dim=(1, 2, 3))).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            optimizer.step()
-            n_steps += 1
-            batch_losses.append(loss.item())
-            x = core.reverse_step(x, eps_tilde.detach(), eps, a_t, a_prev).x_next
+        batch_losses = descend(model, delta, latents[idx], idx, objective, optimizer, cfg)
+        n_steps += len(batch_losses)
         losses.append(sum(batch_losses) / len(batch_losses))
     delta.eval()
     return TrainResult(delta, losses, time.perf_counter() - start, n_steps)
+
+
+@torch.no_grad()
+def objective_value(model: HSpaceDenoiser, delta: nn.Module, images: torch.Tensor, objective: Objective,
+                    cfg: ZIPConfig, latents: torch.Tensor | None = None, batch_size: int = 16) -> float:
+    """The mean of ``objective`` over the edited steps of the asymmetric process with ``delta`` (no
+    update): the loss :func:`train` lowers, measured on images it did not train on. A delta-h of 0
+    gives eq. 6 exactly 1 (the directional term of no change)."""
+    check_images(images, "images")
+    latents = invert(model, model.alphas_cumprod, images, cfg) if latents is None else latents
+    was_training = delta.training
+    delta.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(images), batch_size):
+        idx = list(range(i, min(i + batch_size, len(images))))
+        losses = descend(model, delta, latents[idx], idx, objective, None, cfg)
+        total += sum(losses) * len(idx)
+        count += len(losses) * len(idx)
+    delta.train(was_training)
+    return total / count
+
+
+# ----------------------------------------------------------------------------------------
+# The upper bound: delta-h optimised directly, per image
+# ----------------------------------------------------------------------------------------
+class FreeDelta(nn.Module):
+    """delta-h as free parameters: one (B, C, h, w) tensor per edited timestep, image k of a fixed
+    batch getting its own, or with B = 1 one shared by every image (a global direction, which is
+    what ZIP's delta-h is: it depends on the reference and t, never on the image edited). No
+    encoder, no reference: what h-space can express when delta-h is optimised directly (the bound
+    a trained encoder can at best reach on these images)."""
+
+    def __init__(self, h_shape: Sequence[int], timesteps: Sequence[int]) -> None:
+        super().__init__()
+        if len(h_shape) != 4:
+            raise ValueError(f"h_shape must be (B, C, h, w), got {tuple(h_shape)}")
+        self.index = {int(t): k for k, t in enumerate(timesteps)}
+        if not self.index:
+            raise ValueError("timesteps must name at least one edited step")
+        self.deltas = nn.Parameter(torch.zeros(len(self.index), *h_shape))
+
+    def forward(self, space: hspace.HSpace, t: int) -> torch.Tensor:
+        shared = self.deltas.shape[1] == 1
+        if space.h.shape[1:] != self.deltas.shape[2:] or not (shared or space.h.shape[0] == self.deltas.shape[1]):
+            raise ValueError(f"FreeDelta was made for h of shape {tuple(self.deltas.shape[1:])}, "
+                             f"got {tuple(space.h.shape)}: edit the same batch it was optimised on")
+        if int(t) not in self.index:
+            raise ValueError(f"FreeDelta has no delta-h for t = {t}; it holds {sorted(self.index)}")
+        delta = self.deltas[self.index[int(t)]]
+        return delta.expand_as(space.h) if shared else delta
+
+
+FREE_TARGETS: tuple[str, ...] = ("p_t", "x_0")
+
+
+def fit_free_delta(model: HSpaceDenoiser, images: torch.Tensor, objective: Objective, cfg: ZIPConfig,
+                   passes: int, learning_rate: float, target: str = "p_t", shared: bool = False,
+                   latents: torch.Tensor | None = None, progress: bool = False) -> TrainResult:
+    """Optimise a :class:`FreeDelta` for ``images`` (one batch; each image its own delta-h, or one
+    for all with ``shared``) with ``objective``, ``passes`` times from the top of the window (the
+    steps above it are the plain DDIM process, computed once):
+
+    * ``target="p_t"``: on P~_t against P_t at every edited step, one optimiser step per timestep
+      (:func:`descend`, as training does);
+    * ``target="x_0"``: on the finished edit x~_0 against the plain reconstruction x_0, back through
+      the whole reverse process, one optimiser step per pass (what h-space can express at all).
+
+    ``losses`` holds the mean loss of each pass; every delta_t gets ``passes`` updates either way."""
+    check_images(images, "images")
+    check_number("passes", passes, 1, integer=True)
+    check_number("learning_rate", learning_rate, 0, low_open=True)
+    if target not in FREE_TARGETS:
+        raise ValueError(f"target must be one of {FREE_TARGETS}, got {target!r}")
+    alphas = model.alphas_cumprod
+    latents = invert(model, alphas, images, cfg) if latents is None else latents
+    start = time.perf_counter()
+    edited = [t for t, _ in core.reverse_pairs(cfg.grid()) if cfg.in_window(t)]
+    if not edited:
+        raise ValueError(f"the window {cfg.window} holds no step of the {cfg.steps}-step grid")
+    with torch.no_grad():
+        space = model.encode(latents, edited[0])
+    delta = FreeDelta((1, *space.h.shape[1:]) if shared else space.h.shape, edited)
+    x = latents
+    with torch.no_grad():  # down to the window's top with the plain model
+        for t, t_prev in core.reverse_pairs(cfg.grid()):
+            if t <= edited[0]:
+                break
+            eps = model(x, t)
+            x = core.reverse_step(x, eps, eps, core.alpha_bar_at(alphas, t), core.alpha_bar_at(alphas, t_prev)).x_next
+    optimizer = torch.optim.Adam(_trainable(delta, model), lr=learning_rate)
+    idx = list(range(len(images)))
+    reconstruction = generate(model, latents, None, cfg).x0 if target == "x_0" else None
+    losses = []
+    for _ in tqdm(range(passes), desc="optimising delta-h", disable=not progress):
+        if target == "p_t":
+            step_losses = descend(model, delta, x, idx, objective, optimizer, cfg, start=edited[0])
+            losses.append(sum(step_losses) / len(step_losses))
+            continue
+        with torch.enable_grad():
+            x_t = x
+            for t, t_prev in core.reverse_pairs(cfg.grid()):
+                if t > edited[0]:
+                    continue
+                a_t, a_prev = core.alpha_bar_at(alphas, t), core.alpha_bar_at(alphas, t_prev)
+                space = model.encode(x_t, t)
+                eps = model.eps(space, x_t, t)
+                eps_tilde = model.eps(space, x_t, t, delta(space, t)) if cfg.in_window(t) else eps
+                x_t = core.reverse_step(x_t, eps_tilde, eps, a_t, a_prev).x_next
+            loss = objective(x_t, reconstruction, idx).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    delta.eval()
+    return TrainResult(delta, losses, time.perf_counter() - start, passes * len(edited))
 
 
 # ----------------------------------------------------------------------------------------
