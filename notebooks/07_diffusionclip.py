@@ -521,12 +521,13 @@ pd.DataFrame(stroke).T.rename_axis("of 8 drawings")
 
 # %%
 minutes = {name: card["training_minutes"] for name, card in cards.items()}
+n_params = sum(p.numel() for p in ddpm.unet.parameters())
 dc_out = [dc_vs_lo[name][0] > dc_vs_lo[name][1] for name in ("sketch", "pocket")]
 claims_table([
     Claim("001 §4.3, Fig. 8(a)", "(S_inv, S_gen) = (40, 40) reconstructs almost perfectly; (40, 6) loses detail "
-          "(read: 40 steps >= 1 dB above 6, and 200 within 1 dB of 40)",
-          f"t0 = 600: {recon_psnr[6]:.1f} / {recon_psnr[40]:.1f} / {recon_psnr[200]:.1f} dB for S_gen 6 / 40 / 200",
-          [recon_psnr[40] - recon_psnr[6] >= 1, abs(recon_psnr[200] - recon_psnr[40]) <= 1]),
+          "(read as chapter 02 reads it: (40, 40) >= 30 dB, and 40 steps >= 1 dB above 6)",
+          f"t0 = 600: {recon_psnr[6]:.1f} / {recon_psnr[40]:.1f} dB for S_gen 6 / 40 (200 steps: "
+          f"{recon_psnr[200]:.1f} dB)", [recon_psnr[40] >= 30, recon_psnr[40] - recon_psnr[6] >= 1]),
     Claim("001 §4.3, Fig. 8(b)", "t0 = 300 suffices for colour; shape edits need 500-700 (read: colour at 300 "
           ">= 0.8 x its best; shape at 300 below its best at 500 / 700; and the colour edit works, success >= 0.5)",
           "success at t0 300 / 500 / 700: " + "; ".join(
@@ -534,8 +535,17 @@ claims_table([
           [depth_success["blue"][300] >= 0.8 * depth_success["blue"].max(),
            depth_success["long-sleeve"][300] < depth_success["long-sleeve"][[500, 700]].max(),
            depth_success["blue"].max() >= 0.5]),
-    Claim("001 §3.1", "fine-tuning takes 1-8 min per text pair (RTX 6000) (read: <= 8 min here on 2 CPU cores)",
-          ", ".join(f"{k} {v:.1f} min" for k, v in minutes.items()), max(minutes.values()) <= 8),
+    Claim("001 §3.1", "fine-tuning takes 1-8 min per text pair (RTX 6000)",
+          ", ".join(f"{k} {v:.1f} min" for k, v in minutes.items()) + f" on 2 CPU cores, for a "
+          f"{n_params / 1e6:.1f}M-parameter DDPM at 64 px, not the paper's 256-px models on a GPU",
+          None, comparable=False),
+    *[Claim(f"001 {where}", claim, "not tested here: the book trains no GAN, and a GAN editor on garments would be "
+            "a model of our own making, not the baseline the paper ran", None)
+      for where, claim in (("§4.1, Fig. 5", "the GAN inversions of StyleCLIP (e4e) and StyleGAN-NADA (ReStyle "
+                                             "with pSp) fail to reconstruct the original image, while DDIM "
+                                             "inversion reconstructs it almost perfectly"),
+                           ("§4.1, Fig. 5", "DiffusionCLIP is comparable to StyleCLIP and StyleGAN-NADA in the "
+                                            "domain, and to StyleGAN-NADA out of it"))],
     Claim("001 Fig. 9", "model fine-tuning beats latent optimisation, out of the domain above all "
           "(read: higher success on sketch and on pocket)",
           "success, fine-tuned vs latent: " + "; ".join(f"{k} {a:.2f} vs {b:.2f}" for k, (a, b) in dc_vs_lo.items())

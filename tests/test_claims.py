@@ -58,4 +58,16 @@ def test_the_reproduction_report_covers_every_chapter():
     chapters = {p.stem for p in notebooks.glob("[0-9][0-9]_*.ipynb") if not p.stem.startswith("99")}
     assert set(report.chapter) == chapters
     assert report.verdict.isin(["reproduced", "not reproduced", "partly", "met", "not met", "partly met",
-                                "not tested here"]).all()
+                                "not tested here", "not comparable at this scale"]).all()
+
+
+def test_a_claim_at_another_scale_is_not_comparable_whatever_its_checks():
+    for checks in (True, False, None):
+        row = Claim("001 §3.1", "1-8 min per pair on a GPU", "0.5 min on 2 CPU cores, another model", checks,
+                    comparable=False)
+        assert row.verdict == "not comparable at this scale"
+    assert Claim("p", "c", "m", True).verdict == "reproduced"
+    with pytest.raises(ValueError, match="goal is ours"):
+        Claim("this book (goal)", "c", "m", True, "goal", comparable=False)
+    table = claims_table([Claim("p", "c", "m", None), Claim("p", "c", "m", True, comparable=False)])
+    assert table.verdict.tolist() == ["not tested here", "not comparable at this scale"]

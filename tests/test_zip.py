@@ -162,17 +162,38 @@ def test_free_delta_upper_bound_lowers_its_objective_per_image_and_shared(ddpm, 
         result = Z.fit_free_delta(model, images, towards_target, cfg, passes=4, learning_rate=0.3,
                                   target="x_0", shared=shared)
         assert result.losses[-1] < result.losses[0]
-        assert result.delta.deltas.shape[1] == (1 if shared else 2)
+        assert result.delta.deltas[0].shape[0] == (1 if shared else 2) and result.delta.rms() > 0
         edited = Z.generate(model, Z.invert(model, model.alphas_cumprod, images, cfg), result.delta, cfg).x0
         assert (edited - target).pow(2).mean() < (Z.edit(model, images, None, cfg) - target).pow(2).mean()
     per_step = Z.fit_free_delta(model, images, towards_target, cfg, passes=3, learning_rate=0.3, target="p_t")
     assert per_step.losses[-1] < per_step.losses[0]
+    # one update per pass for each delta_t, each of RMS 0.3: three passes move a delta_t by at most
+    # 3 x 0.3 in RMS (36 updates, one per optimiser step, would move it further)
+    assert all(0 < float(d.detach().pow(2).mean().sqrt()) <= 3 * 0.3 + 1e-5 for d in per_step.delta.deltas)
+    with_adam = Z.fit_free_delta(model, images, towards_target, cfg, passes=2, learning_rate=0.1, optimiser="adam")
+    assert with_adam.losses[-1] < with_adam.losses[0]
     with pytest.raises(ValueError, match="same batch"):
         Z.generate(model, randn(3, 3, 64, 64), per_step.delta, cfg)
     with pytest.raises(ValueError, match="target"):
         Z.fit_free_delta(model, images, towards_target, cfg, passes=1, learning_rate=0.1, target="x_T")
     with pytest.raises(ValueError, match="passes"):
         Z.fit_free_delta(model, images, towards_target, cfg, passes=0, learning_rate=0.1)
+    with pytest.raises(ValueError, match="optimiser"):
+        Z.fit_free_delta(model, images, towards_target, cfg, passes=1, learning_rate=0.1, optimiser="sgd")
+
+
+def test_normalised_descent_steps_along_the_gradient_with_rms_lr():
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = Z.NormalisedDescent([p], lr=0.5)
+    p.grad = torch.tensor([3.0, 0.0, 0.0, -4.0])
+    opt.step()
+    rms = ((9 + 16) / 4) ** 0.5  # the gradient's RMS, 2.5
+    assert torch.allclose(p.detach(), -0.5 * torch.tensor([3.0, 0.0, 0.0, -4.0]) / rms)
+    assert float(p.detach().pow(2).mean().sqrt()) == pytest.approx(0.5)
+    p.grad = torch.zeros(4)  # a zero gradient leaves the parameter alone
+    before = p.detach().clone()
+    opt.step()
+    assert torch.equal(p.detach(), before)
 
 
 def test_grader_objective_is_the_graders_cross_entropy():

@@ -14,6 +14,10 @@ none true           not reproduced         not met
 some true           partly                 partly met
 ``None``            not tested here        not tested here
 ==================  =====================  ===================
+
+A claim measured here at a scale the paper's number does not transfer to (a timing on a model 26
+times smaller, on CPU cores instead of a GPU) is marked ``comparable=False``: its verdict is "not
+comparable at this scale" whatever its checks say, and it counts as neither reproduced nor not.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 KINDS = ("paper", "goal")
+NOT_COMPARABLE = "not comparable at this scale"
+NOT_TESTED = "not tested here"
 
 
 @dataclass(frozen=True)
@@ -41,14 +47,19 @@ class Claim:
     can test it (the row then says why in ``measured``)."""
     kind: str = "paper"
     """``"paper"`` (reproduced / not reproduced) or ``"goal"`` (met / not met)."""
+    comparable: bool = True
+    """False when the measurement cannot speak to the paper's number at our scale (the module
+    docstring); the row's ``measured`` says why."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if not self.comparable and self.kind != "paper":
+            raise ValueError("only a paper's claim can be not comparable at this scale; a goal is ours")
 
     @property
     def verdict(self) -> str:
-        return verdict(self.checks, self.kind)
+        return NOT_COMPARABLE if not self.comparable else verdict(self.checks, self.kind)
 
 
 def verdict(checks: bool | Sequence[bool] | None, kind: str = "paper") -> str:
@@ -56,7 +67,7 @@ def verdict(checks: bool | Sequence[bool] | None, kind: str = "paper") -> str:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if checks is None:
-        return "not tested here"
+        return NOT_TESTED
     if isinstance(checks, Sequence):
         values = [bool(c) for c in checks]
     else:

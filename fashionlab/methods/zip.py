@@ -503,25 +503,55 @@ class FreeDelta(nn.Module):
         self.index = {int(t): k for k, t in enumerate(timesteps)}
         if not self.index:
             raise ValueError("timesteps must name at least one edited step")
-        self.deltas = nn.Parameter(torch.zeros(len(self.index), *h_shape))
+        self.h_shape = tuple(h_shape)
+        # one parameter per step: an optimiser step at t leaves the other steps' delta-h (and their
+        # Adam moments) alone, so each delta_t moves only when its own step is trained
+        self.deltas = nn.ParameterList([nn.Parameter(torch.zeros(*h_shape)) for _ in self.index])
 
     def forward(self, space: hspace.HSpace, t: int) -> torch.Tensor:
-        shared = self.deltas.shape[1] == 1
-        if space.h.shape[1:] != self.deltas.shape[2:] or not (shared or space.h.shape[0] == self.deltas.shape[1]):
-            raise ValueError(f"FreeDelta was made for h of shape {tuple(self.deltas.shape[1:])}, "
+        shared = self.h_shape[0] == 1
+        if space.h.shape[1:] != self.h_shape[1:] or not (shared or space.h.shape[0] == self.h_shape[0]):
+            raise ValueError(f"FreeDelta was made for h of shape {self.h_shape}, "
                              f"got {tuple(space.h.shape)}: edit the same batch it was optimised on")
         if int(t) not in self.index:
             raise ValueError(f"FreeDelta has no delta-h for t = {t}; it holds {sorted(self.index)}")
         delta = self.deltas[self.index[int(t)]]
         return delta.expand_as(space.h) if shared else delta
 
+    def rms(self) -> float:
+        """The root mean square of every delta-h_t."""
+        with torch.no_grad():
+            return float(torch.stack([d.pow(2).mean() for d in self.deltas]).mean().sqrt())
+
 
 FREE_TARGETS: tuple[str, ...] = ("p_t", "x_0")
+FREE_OPTIMISERS: tuple[str, ...] = ("normalised", "adam")
+
+
+class NormalisedDescent(torch.optim.Optimizer):
+    """Gradient descent with each parameter's step scaled to a root mean square of ``lr``: the step
+    follows the gradient's direction, so coordinates the loss does not care about stay put. (Adam
+    moves every coordinate by about ``lr`` per update whatever its gradient, which on a free delta-h
+    of 6,000 numbers per garment adds a random walk of its own.)"""
+
+    def __init__(self, params, lr: float) -> None:
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                rms = p.grad.pow(2).mean().sqrt()
+                if rms > 0:
+                    p.add_(p.grad / rms, alpha=-group["lr"])
 
 
 def fit_free_delta(model: HSpaceDenoiser, images: torch.Tensor, objective: Objective, cfg: ZIPConfig,
                    passes: int, learning_rate: float, target: str = "p_t", shared: bool = False,
-                   latents: torch.Tensor | None = None, progress: bool = False) -> TrainResult:
+                   optimiser: str = "normalised", latents: torch.Tensor | None = None,
+                   progress: bool = False) -> TrainResult:
     """Optimise a :class:`FreeDelta` for ``images`` (one batch; each image its own delta-h, or one
     for all with ``shared``) with ``objective``, ``passes`` times from the top of the window (the
     steps above it are the plain DDIM process, computed once):
@@ -537,6 +567,8 @@ def fit_free_delta(model: HSpaceDenoiser, images: torch.Tensor, objective: Objec
     check_number("learning_rate", learning_rate, 0, low_open=True)
     if target not in FREE_TARGETS:
         raise ValueError(f"target must be one of {FREE_TARGETS}, got {target!r}")
+    if optimiser not in FREE_OPTIMISERS:
+        raise ValueError(f"optimiser must be one of {FREE_OPTIMISERS}, got {optimiser!r}")
     alphas = model.alphas_cumprod
     latents = invert(model, alphas, images, cfg) if latents is None else latents
     start = time.perf_counter()
@@ -553,7 +585,8 @@ def fit_free_delta(model: HSpaceDenoiser, images: torch.Tensor, objective: Objec
                 break
             eps = model(x, t)
             x = core.reverse_step(x, eps, eps, core.alpha_bar_at(alphas, t), core.alpha_bar_at(alphas, t_prev)).x_next
-    optimizer = torch.optim.Adam(_trainable(delta, model), lr=learning_rate)
+    optimizer = (torch.optim.Adam(_trainable(delta, model), lr=learning_rate) if optimiser == "adam"
+                 else NormalisedDescent(_trainable(delta, model), lr=learning_rate))
     idx = list(range(len(images)))
     reconstruction = generate(model, latents, None, cfg).x0 if target == "x_0" else None
     losses = []
