@@ -1,4 +1,5 @@
-"""The test-time network guard (tests/conftest.py) behaves like a machine with no network."""
+"""The test-time network guard (tests/offline_guard.py, installed by tests/conftest.py) behaves like a
+machine with no network."""
 
 import socket
 import time
@@ -57,8 +58,9 @@ def test_loopback_stays_usable():
         assert receiver.recv(16) == b"ping"
 
 
-def test_a_test_that_reaches_out_fails(pytester):
+def test_a_test_that_reaches_out_fails(pytester, monkeypatch):
     """The guard's teardown fails an unmarked test that tried; it is not only a refusal."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # the copied conftest imports tests.*
     pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
     pytester.makepyfile("""
 import socket
