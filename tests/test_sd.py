@@ -312,6 +312,13 @@ def test_ch08_runs_resume_and_grade_every_saved_epoch(tmp_path, tiny_zoo, tiny_p
                        progress=False)
     assert out.stat().st_mtime_ns == stamp  # resumed: nothing left to run, nothing rewritten
 
+    # regrading from the saved adapters reproduces the grades the runs wrote, and keeps the rest
+    written = json.loads(out.read_text())
+    regraded = ch08_lora.run_regrade(out, load_pipe=load, adapters_dir=tmp_path / "adapters")
+    assert regraded["regraded"] == ["base", "tiny"] and regraded["runs"] == written["runs"]
+    with pytest.raises(FileNotFoundError, match="saved adapters"):
+        ch08_lora.run_regrade(out, load_pipe=load, adapters_dir=tmp_path / "elsewhere")
+
     # ship the chosen run's adapters to the zoo; the sd-lora loader puts them on the base, active
     assert ch08_lora.choose(done)[0] == "tiny"
     entries = ch08_lora.ship(done, tmp_path / "adapters", weights_dir, manifest,
@@ -342,6 +349,9 @@ def test_ch08_runs_resume_and_grade_every_saved_epoch(tmp_path, tiny_zoo, tiny_p
         value, low, high = row["category_accuracy"]
         assert 0 <= low <= value <= high <= 1 and set(row) >= {"single_garment_rate", "kid", "fid"}
     assert len(record["fid3"]["base, catalog captions"]) == 4
+    # one number per quantity: the base model's test grade is the same in both files
+    base = record["models"]["base, catalog captions"]
+    assert {k: base[k] for k in ("fid", "kid")} == done["runs"]["base"]["grades"]["0"]["test"]
 
 
 def test_ch08_bench_runs_both_trainers_on_the_same_rows(tmp_path, tiny_zoo, tiny_profile):

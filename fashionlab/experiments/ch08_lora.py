@@ -29,7 +29,8 @@ selection rule, fixed before any run: the configuration with the best mean valid
 epoch 20 over its seeds is the chosen one; its test numbers are the ones reported.
 
 Usage: ``python -m fashionlab.experiments.ch08_lora runs [--only NAME]``; resumable (each finished
-run is written at once; an interrupted run restarts). Then ``python -m fashionlab.experiments.ch08_lora
+run is written at once; an interrupted run restarts). ``... ch08_lora regrade`` grades the runs again
+from the adapters they saved (after a change to :func:`grade`, without retraining). Then ``python -m fashionlab.experiments.ch08_lora
 ship`` ships the chosen run's adapters after epochs 1, 11 and 20 to the zoo (:data:`SHIPPED`).
 """
 
@@ -141,6 +142,34 @@ def read_results(part: str) -> dict:
     return read_results_file(results_path(part), "ch08_lora", part)
 
 
+def grading_splits(features: Callable, size: int, n_eval: int = N_EVAL
+                   ) -> tuple[dict[str, list[str]], dict[str, torch.Tensor], torch.Tensor]:
+    """The graded splits: (prompts by split, real features by split, the validation renders)."""
+    val_images, val_prompts = catalog_split(VAL_SEED, n_eval, size)
+    test_images, test_prompts = catalog_split(TEST_SEED, n_eval, size)
+    return ({"val": val_prompts, "test": test_prompts},
+            {"val": features(val_images), "test": features(test_images)}, val_images)
+
+
+def grade_base(pipe, prompts: dict[str, list[str]], real: dict[str, torch.Tensor], features: Callable) -> dict:
+    """The base model's grades on every split."""
+    return {split: grade(pipe, prompts[split], real[split], features) for split in real}
+
+
+def grade_adapters(grader, saved: dict[int, Path], epochs: int, prompts: dict[str, list[str]],
+                   real: dict[str, torch.Tensor], features: Callable) -> dict[str, dict]:
+    """Grades of a run's saved adapters (``saved``: epoch -> folder), graded as a user loads them,
+    on ``grader``, a fresh base pipeline: the validation split after every saved epoch, the test
+    split after the last (``epochs``) only."""
+    grades = {}
+    for epoch, folder in sorted(saved.items()):
+        grader.load_lora_weights(str(folder), adapter_name=f"epoch{epoch}")
+        grader.set_adapters([f"epoch{epoch}"])
+        splits = ("val", "test") if epoch == epochs else ("val",)
+        grades[str(epoch)] = {split: grade(grader, prompts[split], real[split], features) for split in splits}
+    return grades
+
+
 def run_runs(out: Path, only: str | None = None, load_pipe: Callable | None = None, n_train: int = N_TRAIN,
              n_eval: int = N_EVAL, configs: dict[str, lora.LoRAConfig] | None = None,
              adapters_dir: Path | None = None, progress: bool = True) -> dict:
@@ -154,11 +183,8 @@ def run_runs(out: Path, only: str | None = None, load_pipe: Callable | None = No
     pipe = load_pipe()
     size = pipe.vae_scale_factor * pipe.unet.config.sample_size
     train = lora.encode_split(pipe, *catalog_split(TRAIN_SEED, n_train, size))
-    val_images, val_prompts = catalog_split(VAL_SEED, n_eval, size)
-    test_images, test_prompts = catalog_split(TEST_SEED, n_eval, size)
-    validation = lora.encode_split(pipe, val_images[:N_VALIDATION_LOSS], val_prompts[:N_VALIDATION_LOSS])
-    real = {"val": features(val_images), "test": features(test_images)}
-    prompts = {"val": val_prompts, "test": test_prompts}
+    prompts, real, val_images = grading_splits(features, size, n_eval)
+    validation = lora.encode_split(pipe, val_images[:N_VALIDATION_LOSS], prompts["val"][:N_VALIDATION_LOSS])
     done.update(n_train=n_train, n_eval=n_eval, seeds={"train": TRAIN_SEED, "val": VAL_SEED, "test": TEST_SEED},
                 eval=f"DDIM {EVAL_STEPS} steps, guidance {EVAL_GUIDANCE}; oracle penultimate features")
     todo = {"base": None, **(sweep_configs() if configs is None else configs)}
@@ -167,21 +193,50 @@ def run_runs(out: Path, only: str | None = None, load_pipe: Callable | None = No
             continue
         pipe = load_pipe()
         if cfg is None:
-            record = {"grades": {"0": {split: grade(pipe, prompts[split], real[split], features) for split in real}}}
+            record = {"grades": {"0": grade_base(pipe, prompts, real, features)}}
         else:
             workdir = adapters_dir / name
             run = lora.train_lora(pipe, train, cfg, workdir, validation=validation, progress=progress)
-            grades, grader = {}, load_pipe()  # graded as a user loads them: saved adapters on a fresh base
-            for epoch, folder in sorted(run.saved.items()):
-                grader.load_lora_weights(folder, adapter_name=f"epoch{epoch}")
-                grader.set_adapters([f"epoch{epoch}"])
-                splits = ("val", "test") if epoch == cfg.epochs else ("val",)  # test: the final model only
-                grades[str(epoch)] = {split: grade(grader, prompts[split], real[split], features) for split in splits}
+            grades = grade_adapters(load_pipe(), run.saved, cfg.epochs, prompts, real, features)
             record = {"config": asdict(cfg), "steps": run.steps, "seconds": round(run.seconds, 1),
                       "trainable_parameters": run.trainable_parameters,
                       "losses": [round(v, 5) for v in run.losses],
                       "validation_loss": {str(k): round(v, 5) for k, v in run.validation.items()}, "grades": grades}
         done["runs"][name] = record
+        write_json_atomic(done, out)
+    return done
+
+
+def run_regrade(out: Path, load_pipe: Callable | None = None, adapters_dir: Path | None = None) -> dict:
+    """Grade again, with the current :func:`grade`, every run of ``out`` from the adapters its
+    training saved (under ``adapters_dir``, default ``training_dir() / "ch08_lora"``), and the base
+    model: the ``runs`` file's grades without retraining (its losses and timings stay). Resumable:
+    the runs already regraded are listed in the file's ``regraded`` key."""
+    adapters_dir = Path(adapters_dir) if adapters_dir is not None else training_dir() / "ch08_lora"
+    load_pipe = load_pipe or (lambda: loaders.load("garments-sd-base", profile="tiny", device="cpu"))
+    if not out.is_file():
+        raise FileNotFoundError(f"{out} is missing: there are no runs to regrade "
+                                "(python -m fashionlab.experiments.ch08_lora runs)")
+    done = json.loads(out.read_text())
+    missing = [str(adapters_dir / name / f"epoch-{epoch}") for name, run in done["runs"].items() if name != "base"
+               for epoch in run["grades"] if not (adapters_dir / name / f"epoch-{epoch}").is_dir()]
+    if missing:
+        raise FileNotFoundError(f"the saved adapters of {len(missing)} checkpoints are not on this machine, e.g. "
+                                f"{missing[0]}: regrading needs the runs' own adapters (re-run them instead: "
+                                "python -m fashionlab.experiments.ch08_lora runs)")
+    features = oracle_features(loaders.load("garments-oracle", device="cpu"))
+    pipe = load_pipe()
+    prompts, real, _ = grading_splits(features, pipe.vae_scale_factor * pipe.unet.config.sample_size, done["n_eval"])
+    regraded = done.setdefault("regraded", [])
+    for name, run in done["runs"].items():
+        if name in regraded:
+            continue
+        if name == "base":
+            run["grades"] = {"0": grade_base(load_pipe(), prompts, real, features)}
+        else:
+            saved = {int(epoch): adapters_dir / name / f"epoch-{epoch}" for epoch in run["grades"]}
+            run["grades"] = grade_adapters(load_pipe(), saved, run["config"]["epochs"], prompts, real, features)
+        regraded.append(name)
         write_json_atomic(done, out)
     return done
 
@@ -385,8 +440,9 @@ def run_compare(out: Path, load_base: Callable | None = None, load_lora: Callabl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fashionlab.experiments.ch08_lora", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=PARTS + ("ship",),
-                        help="a results part to compute, or 'ship' (the chosen run's adapters to the zoo)")
+    parser.add_argument("part", choices=PARTS + ("regrade", "ship"),
+                        help="a results part to compute; 'regrade' (the runs' grades again from their saved "
+                             "adapters); or 'ship' (the chosen run's adapters to the zoo)")
     parser.add_argument("--only", default=None, help="run only this configuration (a run name, or 'base')")
     args = parser.parse_args(argv)
     known = {"base", *sweep_configs()}
@@ -401,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         record = run_bench(results_path("bench"))
         print(f"loss curves agree: {record['agree']} (largest window gap {record['max_window_gap']}, tolerance "
               f"{record['tolerance']}); time ratio ours / reference {record['time_ratio']}")
+        return 0
+    if args.part == "regrade":
+        run_regrade(results_path("runs"))
         return 0
     if args.part == "ship":
         for zoo_name, entry in ship(read_results("runs")).items():
