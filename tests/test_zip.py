@@ -4,6 +4,7 @@ and its cancelling symmetric twin, the attribute encoder, the DeltaBlock, traini
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -213,6 +214,29 @@ def test_grader_objective_is_the_graders_cross_entropy():
             assert torch.allclose(objective(x, x, [0, 1]), expected, atol=1e-5)
     with pytest.raises(ValueError, match="extras judge"):
         ch10.grader_objective(oracle, None, tasks_for(1020, 1, "extra", "pocket"), torch.zeros(1))
+
+
+def test_augmented_eq6_is_eq6_on_one_view_and_averages_shared_warps():
+    from fashionlab.experiments import ch10_zip as ch10
+
+    clip_bundle = loaders.load("garments-clip-s", profile="tiny", device="cpu")
+    pairs = [Z.ZIP_EDITS["blue"].text_pair("dress"), Z.ZIP_EDITS["pocket"].text_pair("shirt")]
+    cfg = Z.ZIPConfig()
+    x = randn(2, 3, 64, 64, seed=14).clamp(-1, 1)
+    edited = (x + 0.3 * randn(2, 3, 64, 64, seed=15)).clamp(-1, 1).requires_grad_(True)
+    plain = Z.eq6_objective(clip_bundle, pairs, cfg)(edited, x, [0, 1])
+    one_view = ch10.augmented_eq6_objective(clip_bundle, pairs, cfg, views=1)(edited, x, [0, 1])
+    torch.testing.assert_close(one_view, plain)
+    first = ch10.augmented_eq6_objective(clip_bundle, pairs, cfg, views=4, seed=3)(edited, x, [0, 1])
+    again = ch10.augmented_eq6_objective(clip_bundle, pairs, cfg, views=4, seed=3)(edited, x, [0, 1])
+    torch.testing.assert_close(first, again)  # its warps come from its own seeded generator
+    assert not torch.allclose(first, plain)  # the warped views score differently
+    # a warp shared by edit and source: an unedited image has no direction at all, in any view
+    clip_only = replace(cfg, recon_weight=0.0)
+    zero = ch10.augmented_eq6_objective(clip_bundle, pairs, clip_only, views=4)(x.clone(), x, [0, 1])
+    torch.testing.assert_close(zero, Z.eq6_objective(clip_bundle, pairs, clip_only)(x.clone(), x, [0, 1]))
+    first.sum().backward()
+    assert edited.grad is not None and edited.grad.abs().sum() > 0
 
 
 def test_ilvr_pulls_low_frequencies_towards_the_reference(ddpm, model):

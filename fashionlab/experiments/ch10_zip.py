@@ -21,6 +21,9 @@ part        garments (seed)                what
             :data:`UPPER_N`)               (no encoder) with eq. 6, and with the grader's own gradient
                                            (oracle / extras judge), for every edit; graded like the
                                            table, with each pass's loss
+``losses``  as ``upper``                   which loss sees the edit: the same free delta-h with eq. 6
+                                           on the finished edit x_0, on 8 augmented views of P_t, and
+                                           with the larger garments-clip-b (:data:`LOSS_VARIANTS`)
 ==========  =============================  ==========================================================
 
 The shipped encoders themselves come from the zoo: ``python -m fashionlab.zoo train garments-zip-<edit>``
@@ -52,7 +55,7 @@ from ..zoo import loaders
 from ..zoo.recipes import RECIPES, ZIP_HELDOUT_SEED, ZIP_TRAIN_SEED, build_zip_delta, zip_reference, zip_tasks
 from . import read_results_file, results_file, start_results_file
 
-PARTS: tuple[str, ...] = ("pilot", "table", "ablation", "upper", "sweep")
+PARTS: tuple[str, ...] = ("pilot", "table", "ablation", "upper", "sweep", "losses")
 PILOT_LRS: tuple[float, ...] = (1e-4, 1e-3)
 PILOT_EDITS: tuple[str, ...] = ("blue", "pocket")
 PILOT_TRAIN, PILOT_HELDOUT = 32, 16
@@ -399,16 +402,59 @@ def grader_objective(oracle, judge, tasks, weights: torch.Tensor) -> Z.Objective
     return objective
 
 
-def run_upper(out: Path, progress: bool = True) -> dict:
+LOSS_VIEWS = 8
+LOSS_VARIANTS: dict[str, tuple[str, str, bool]] = {
+    "eq. 6 on x_0": ("eq. 6", "x_0", False),
+    "eq. 6 on P_t, 8 augmented views": ("eq. 6, views", "p_t", False),
+    "eq. 6 on P_t, garments-clip-b": ("eq. 6, garments-clip-b", "p_t", False)}
+"""The ``losses`` part: the ``upper`` set-up (free delta-h per garment, same passes and rate) with eq. 6
+changed in one respect each: where it looks (the finished edit x_0, as the grader's variant, instead of
+P_t), how (the mean over :data:`LOSS_VIEWS` views, the first unaugmented and the others with Blended
+Diffusion's extending augmentations, the same for P~_t and P_t, so that a change that fools CLIP on
+one view only does not count) and with which CLIP (garments-clip-b, 2.3x the parameters of the guide;
+for this variant the "independent" CLIP score is the loss's own model)."""
+
+
+def augmented_eq6_objective(clip_bundle, pairs, cfg: Z.ZIPConfig, views: int = LOSS_VIEWS,
+                            seed: int = 0) -> Z.Objective:
+    """Eq. 6 averaged over ``views`` views (:func:`~fashionlab.data.transforms.extending_augmentations`,
+    the first unaugmented) of P~_t and P_t, each view's warp shared by the two; fresh draws at every
+    call from a generator seeded with ``seed``. The reconstruction term is eq. 6's, on the unaugmented
+    images."""
+    from ..data.transforms import extending_augmentations
+    from ..losses import directional_clip_loss
+
+    clip_bundle.model.requires_grad_(False)
+    with torch.no_grad():
+        directions = Z.text_directions(clip_bundle, list(pairs))
+        weights = torch.tensor([Z.recon_weight(clip_bundle, p, cfg) for p in pairs])
+    generator = torch.Generator().manual_seed(seed)
+
+    def objective(x0_tilde: torch.Tensor, x0_pred: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        b = len(idx)
+        warped = extending_augmentations(torch.cat([x0_tilde, x0_pred.detach()], dim=1), views, generator=generator)
+        edited, source = warped[:, :3], warped[:, 3:]
+        with torch.no_grad():
+            source_features = Z.image_features(clip_bundle, source)
+        clip = directional_clip_loss(Z.image_features(clip_bundle, edited), source_features,
+                                     directions[idx].repeat(views, 1), form=cfg.loss_form).view(views, b).mean(0)
+        return cfg.clip_weight * clip + weights[idx] * (x0_tilde - x0_pred).abs().mean(dim=(1, 2, 3))
+
+    return objective
+
+
+def run_upper(out: Path, progress: bool = True, variants: dict[str, tuple[str, str, bool]] = UPPER_VARIANTS,
+              baseline: bool = True) -> dict:
     """For the first :data:`UPPER_N` table garments of every edit: a free delta-h per image and
-    edited step (:func:`~fashionlab.methods.zip.fit_free_delta`), optimised with eq. 6 and with the
-    grader's gradient (:data:`UPPER_VARIANTS`) at the shipped encoders' settings, then graded like the
-    table (success, consistency, perceptual change, CLIP scores), beside the plain reconstruction;
-    the sources and each variant's edits are kept as PNG rows."""
+    edited step (:func:`~fashionlab.methods.zip.fit_free_delta`), optimised with each objective of
+    ``variants`` (default :data:`UPPER_VARIANTS`: eq. 6 and the grader's gradient) at the shipped
+    encoders' settings, then graded like the table (success, consistency, perceptual change, CLIP
+    scores), beside the plain reconstruction if ``baseline``; the sources and each variant's edits
+    are kept as PNG rows."""
     cfg = RECIPES["garments-zip-blue"].train
     meta = {"seed": TABLE_SEED, "n_per_edit": UPPER_N, "edits": list(Z.ZIP_EDITS), "passes": UPPER_PASSES,
             "learning_rate": UPPER_LR, "optimiser": "normalised",
-            "variants": {k: list(v) for k, v in UPPER_VARIANTS.items()}, "config": asdict(cfg)}
+            "variants": {k: list(v) for k, v in variants.items()}, "config": asdict(cfg)}
     data = start_results_file(out, meta)
     ddpm = loaders.load("garments-ddpm-64", device="cpu")
     model = Z.HSpaceDenoiser(ddpm.unet, ddpm.scheduler)
@@ -421,19 +467,22 @@ def run_upper(out: Path, progress: bool = True) -> dict:
         judge = models["judge"] if edit.edit.attribute == "extra" else None
         pairs = [edit.text_pair(t.source.category) for t in batch.tasks]
         latents = None
-        for variant in ("DDIM reconstruction",) + tuple(UPPER_VARIANTS):
+        for variant in ("DDIM reconstruction",) * baseline + tuple(variants):
             key = f"{variant}|{edit_name}"
             if key in data["records"]:
                 continue
             latents = Z.invert(model, model.alphas_cumprod, batch.images, cfg) if latents is None else latents
             record = {"edit": edit_name, "domain": edit.domain, "variant": variant}
-            if variant not in UPPER_VARIANTS:
+            if variant not in variants:
                 edited = Z.generate(model, latents, None, cfg).x0.clamp(-1, 1)
             else:
-                objective_name, target, shared = UPPER_VARIANTS[variant]
+                objective_name, target, shared = variants[variant]
                 weights = torch.tensor([Z.recon_weight(models["guide"], p, cfg) for p in pairs])
-                objective = (Z.eq6_objective(models["guide"], pairs, cfg) if objective_name == "eq. 6"
-                             else grader_objective(models["oracle"], judge, batch.tasks, weights))
+                objective = {
+                    "eq. 6": lambda: Z.eq6_objective(models["guide"], pairs, cfg),
+                    "eq. 6, views": lambda: augmented_eq6_objective(models["guide"], pairs, cfg),
+                    "eq. 6, garments-clip-b": lambda: Z.eq6_objective(models["independent"], pairs, cfg),
+                    "grader": lambda: grader_objective(models["oracle"], judge, batch.tasks, weights)}[objective_name]()
                 result = Z.fit_free_delta(model, batch.images, objective, cfg, UPPER_PASSES, UPPER_LR, target=target,
                                           shared=shared, latents=latents, progress=progress)
                 delta_rms = result.delta.rms()
@@ -529,8 +578,13 @@ def pilot_frame(pilot: dict) -> "pd.DataFrame":
                           "train s": r["train_seconds"]} for r in pilot["runs"].values()])
 
 
+def run_losses(out: Path, progress: bool = True) -> dict:
+    """The ``losses`` part: :func:`run_upper` with :data:`LOSS_VARIANTS` and no second baseline."""
+    return run_upper(out, progress, variants=LOSS_VARIANTS, baseline=False)
+
+
 RUNNERS: dict[str, Callable] = {"pilot": run_pilot, "table": run_table, "ablation": run_ablation, "upper": run_upper,
-                                "sweep": run_sweep}
+                                "sweep": run_sweep, "losses": run_losses}
 
 
 if __name__ == "__main__":
