@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -804,7 +805,7 @@ def render_cache(seed: int, n: int, size: int = 64, domain: str = "all", progres
             return RenderCache(**stored, specs=specs)
         cache = render_cache(seed, n, size, domain, progress)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes may fill the cache at once
         stored = {f.name: getattr(cache, f.name) for f in dataclasses.fields(cache)}
         stored["specs"] = [dataclasses.asdict(spec) for spec in cache.specs]
         torch.save(stored, tmp)
